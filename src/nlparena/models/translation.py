@@ -1,0 +1,227 @@
+"""Translation systems: a shared LightningModule base (loss, decoding, metrics) and one subclass per network."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
+from torchmetrics.text import BLEUScore
+
+from nlparena.data.vocab import EOS, PAD
+from nlparena.errors import ConfigError
+from nlparena.models.metrics import BucketedMean
+from nlparena.networks.decoding import greedy_decode
+from nlparena.networks.layers import shift_right
+from nlparena.networks.transformer import Transformer as TransformerNetwork
+
+
+class StageMetrics(nn.Module):
+    """The metrics of one stage: token accuracy, exact match, BLEU, exact match per source-length bucket."""
+
+    def __init__(self, vocab_size: int, pad_id: int, max_length: int) -> None:
+        super().__init__()
+        self.token_accuracy = MulticlassAccuracy(vocab_size, average="micro", ignore_index=pad_id)
+        self.exact_match = MulticlassExactMatch(vocab_size, ignore_index=pad_id)
+        self.bleu = BLEUScore(n_gram=4)
+        self.exact_match_by_length = BucketedMean(max_length)
+
+
+def align(decoded: torch.Tensor, width: int) -> torch.Tensor:
+    """Pad with PAD or cut decoded ids (B, L) to (B, width), to compare with a target."""
+    if decoded.shape[1] >= width:
+        return decoded[:, :width]
+    return F.pad(decoded, (0, width - decoded.shape[1]), value=PAD)
+
+
+def ids_to_text(ids: torch.Tensor) -> list[str]:
+    """(B, L) ids -> one string of ids per row, up to EOS (BLEU on ids equals BLEU on words)."""
+    texts = []
+    for row in ids.tolist():
+        row = row[: row.index(EOS)] if EOS in row else row
+        texts.append(" ".join(str(i) for i in row if i != PAD))
+    return texts
+
+
+class TranslationModel(pl.LightningModule):
+    """Shared training, decoding and metrics for every encoder-decoder; subclasses build `self.net`.
+
+    Args:
+        vocab_size, max_len, pad_id: set by the data module (linked by the CLI).
+        label_smoothing: mass moved from the gold token to the others in the loss.
+        num_samples: sample translations written to TensorBoard each validation epoch.
+    """
+
+    headline_metric = "val/exact_match"
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        label_smoothing: float = 0.0,
+        num_samples: int = 4,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
+        self.vocab_size, self.max_len, self.pad_id = vocab_size, max_len, pad_id
+        self.label_smoothing, self.num_samples = label_smoothing, num_samples
+        self.train_metrics = StageMetrics(vocab_size, pad_id, max_len)
+        self.val_metrics = StageMetrics(vocab_size, pad_id, max_len)
+        self.test_metrics = StageMetrics(vocab_size, pad_id, max_len)
+        self.net: nn.Module
+        self._samples: dict[str, torch.Tensor] = {}
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        return self.net(src, tgt_in)
+
+    def loss(self, logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Label-smoothed cross-entropy over real target tokens (PAD ignored)."""
+        return F.cross_entropy(
+            logits.flatten(0, 1),
+            tgt.flatten(),
+            ignore_index=self.pad_id,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def decode(self, src: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+        """Greedy translation (B, L) of src (B, S)."""
+        return greedy_decode(self.net, src, max_len or self.max_len)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        src, tgt = batch["src"], batch["tgt"]
+        logits = self(src, shift_right(tgt))
+        loss = self.loss(logits, tgt)
+        preds = logits.argmax(-1)  # teacher-forced predictions
+        m = self.train_metrics
+        m.token_accuracy(preds, tgt)
+        m.exact_match(preds, tgt)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/token_accuracy", m.token_accuracy, on_step=False, on_epoch=True)
+        self.log("train/exact_match", m.exact_match, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.decode(batch["src"])
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
+        """Loss and token accuracy teacher-forced; exact match and BLEU on greedy output."""
+        src, tgt = batch["src"], batch["tgt"]
+        m: StageMetrics = getattr(self, f"{stage}_metrics")
+        logits = self(src, shift_right(tgt))
+        self.log(f"{stage}/loss", self.loss(logits, tgt), prog_bar=stage == "val")
+        m.token_accuracy(logits.argmax(-1), tgt)
+        decoded = align(self.decode(src, max_len=tgt.shape[1]), tgt.shape[1])  # (B, T)
+        m.exact_match(decoded, tgt)
+        correct = ((decoded == tgt) | (tgt == self.pad_id)).all(1)  # (B,)
+        m.exact_match_by_length.update((src != self.pad_id).sum(1), correct.float())
+        m.bleu.update(ids_to_text(decoded), [[ref] for ref in ids_to_text(tgt)])
+        self.log(f"{stage}/token_accuracy", m.token_accuracy)
+        self.log(f"{stage}/exact_match", m.exact_match, prog_bar=stage == "val")
+        self.log(f"{stage}/bleu", m.bleu)
+        if batch_idx == 0:
+            k = self.num_samples
+            self._samples = {"src": src[:k], "tgt": tgt[:k], "out": decoded[:k]}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_length_buckets("val")
+        if not self.trainer.sanity_checking:
+            self._log_samples("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_length_buckets("test")
+        self._log_samples("test")
+
+    def _log_length_buckets(self, stage: str) -> None:
+        metric: BucketedMean = getattr(self, f"{stage}_metrics").exact_match_by_length
+        rates, counts = metric.compute(), metric.count  # computed on every rank (synced)
+        for name, rate, count in zip(metric.bucket_names(), rates, counts.tolist(), strict=True):
+            if count:
+                self.log(f"{stage}/exact_match_by_length/{name}", rate)
+        metric.reset()
+
+    def _log_samples(self, stage: str) -> None:
+        """A markdown table of source / reference / output, as TensorBoard text."""
+        if not self._samples or not isinstance(self.logger, TensorBoardLogger):
+            return
+        vocab = getattr(self.trainer.datamodule, "vocab", None)
+        show = vocab.decode if vocab is not None else (lambda ids: " ".join(map(str, ids.tolist())))
+        rows = ["| source | reference | output | correct |", "|---|---|---|---|"]
+        s = self._samples
+        for src, tgt, out in zip(s["src"], s["tgt"], s["out"], strict=True):
+            ok = bool(((out == tgt) | (tgt == self.pad_id)).all())
+            rows.append(f"| {show(src)} | {show(tgt)} | {show(out)} | {'yes' if ok else 'no'} |")
+        self.logger.experiment.add_text(f"{stage}/samples", "\n".join(rows), self.global_step)
+
+    def configure_callbacks(self) -> list[Callback]:
+        """Keep the last checkpoint and the best by the headline metric (replaces a default ModelCheckpoint)."""
+        if not self.trainer.checkpoint_callbacks:
+            return []
+        return [
+            ModelCheckpoint(
+                monitor=self.headline_metric,
+                mode="max",
+                save_last=True,
+                filename="best-epoch{epoch:03d}-step{step}",
+                auto_insert_metric_name=False,
+            )
+        ]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {}).get("max_len", self.max_len)
+        if saved < self.max_len:
+            raise ConfigError(
+                f"the checkpoint's positional table holds {saved} positions but the data needs {self.max_len}: "
+                "shorten data.*_lengths or train a model with a longer table"
+            )
+
+
+class Transformer(TranslationModel):
+    """Transformer encoder-decoder (Vaswani et al. 2017) on SDPA."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        d_model: int = 128,
+        n_heads: int = 4,
+        num_encoder_layers: int = 2,
+        num_decoder_layers: int = 2,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
+        norm_first: bool = True,
+        share_embeddings: bool = True,
+        label_smoothing: float = 0.0,
+        num_samples: int = 4,
+    ) -> None:
+        super().__init__(vocab_size, max_len, pad_id, label_smoothing, num_samples)
+        self.save_hyperparameters()
+        self.net = TransformerNetwork(
+            vocab_size,
+            max_len,
+            pad_id,
+            d_model,
+            n_heads,
+            num_encoder_layers,
+            num_decoder_layers,
+            d_ff,
+            dropout,
+            positions,
+            norm_first,
+            share_embeddings,
+        )

@@ -1,0 +1,1 @@
+"""Pure torch.nn architectures: no Lightning, no logging, no optimizers."""

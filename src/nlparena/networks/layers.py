@@ -1,0 +1,143 @@
+"""Parts shared by the architectures: attention on SDPA, positions, embeddings, `shift_right`.
+
+Shapes: B batch, T query length, S key length, D model width, H heads, Dh = D / H.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlparena.data.vocab import BOS, PAD
+from nlparena.errors import ConfigError
+
+
+def shift_right(tgt: torch.Tensor, bos_id: int = BOS) -> torch.Tensor:
+    """Decoder input: BOS followed by the target without its last token. (B, T) -> (B, T)."""
+    return torch.cat([torch.full_like(tgt[:, :1], bos_id), tgt[:, :-1]], dim=1)
+
+
+def check_heads(d_model: int, n_heads: int) -> None:
+    if n_heads < 1 or d_model % n_heads:
+        raise ConfigError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention through `F.scaled_dot_product_attention` (flash / memory-efficient kernels)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        check_heads(d_model, n_heads)
+        self.n_heads, self.dropout = n_heads, dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, D) -> keys and values, each (B, H, S, Dh); cached by the decoders."""
+        k, v = self.kv_proj(x).chunk(2, dim=-1)
+        return self.split_heads(k), self.split_heads(v)
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """query (B, T, D) over keys/values (B, H, S, Dh); key_mask (B, S) is True for real tokens."""
+        q = self.split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, H, T, Dh)
+        B, H, T, Dh = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))  # (B, T, D)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key_value: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        k, v = self.keys_values(key_value)
+        return self.attend(query, k, v, key_mask, is_causal)
+
+
+class FeedForward(nn.Sequential):
+    """Position-wise Linear -> GELU -> Dropout -> Linear."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
+        super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed sin/cos encodings (Vaswani et al. 2017): position p gets its own vector."""
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        pos = torch.arange(max_len).unsqueeze(1)  # (L, 1)
+        freq = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10_000.0) / d_model))  # (D/2,)
+        table = torch.zeros(max_len, d_model)
+        table[:, 0::2] = torch.sin(pos * freq)
+        table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
+        """Encodings of positions offset .. offset + length - 1: (length, D)."""
+        check_length(offset + length, self.table.shape[0])
+        return self.table[offset : offset + length]
+
+
+class LearnedPositions(nn.Module):
+    """A trained vector per position (BERT, GPT)."""
+
+    def __init__(self, d_model: int, max_len: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(max_len, d_model)
+
+    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
+        check_length(offset + length, self.table.num_embeddings)
+        return self.table.weight[offset : offset + length]
+
+
+def check_length(length: int, table_size: int) -> None:
+    if length > table_size:
+        raise ConfigError(f"sequence length {length} is beyond the positional table (model.max_len={table_size})")
+
+
+class TokenEmbedding(nn.Module):
+    """Token embedding scaled by sqrt(D), plus positions, then dropout."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        max_len: int,
+        positions: str = "sinusoidal",
+        dropout: float = 0.0,
+        pad_id: int = PAD,
+        tokens: nn.Embedding | None = None,
+    ) -> None:
+        super().__init__()
+        self.tokens = tokens or nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        position_types = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
+        if positions not in position_types:
+            raise ConfigError(f"model.positions={positions!r}: choose one of {sorted(position_types)}")
+        self.positions = position_types[positions](d_model, max_len)
+        self.scale = math.sqrt(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D)."""
+        x = self.tokens(ids) * self.scale + self.positions(ids.shape[1], offset)
+        return self.dropout(x)

@@ -1,0 +1,168 @@
+"""Transformer encoder-decoder (Vaswani et al. 2017) on SDPA, with a key/value cache for decoding.
+
+Shapes: B batch, S source length, T target length, D d_model, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from nlparena.data.vocab import PAD
+from nlparena.networks.layers import FeedForward, MultiHeadAttention, TokenEmbedding, check_heads
+
+
+@dataclass
+class EncoderOutput:
+    """What every decoder step reads: encoder states and which source positions are real."""
+
+    states: torch.Tensor  # (B, S, D)
+    mask: torch.Tensor  # (B, S) True for real tokens
+
+
+@dataclass
+class DecoderCache:
+    """Per-layer keys/values of the tokens decoded so far and of the encoder states."""
+
+    self_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    step: int = 0
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention then feed-forward, each in a residual block (pre- or post-norm)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            h = self.norm1(x)
+            x = x + self.dropout(self.attn(h, h, mask))
+            return x + self.dropout(self.ff(self.norm2(x)))
+        x = self.norm1(x + self.dropout(self.attn(x, x, mask)))
+        return self.norm2(x + self.dropout(self.ff(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Causal self-attention, cross-attention over the encoder, feed-forward."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+        self.norm_first = norm_first
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        self_kv: tuple[torch.Tensor, torch.Tensor],
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor,
+        is_causal: bool,
+    ) -> torch.Tensor:
+        """y (B, T, D); self_kv are keys/values of every target position y may attend to."""
+        blocks = (
+            lambda h: self.self_attn.attend(h, *self_kv, is_causal=is_causal),
+            lambda h: self.cross_attn.attend(h, *cross_kv, key_mask=memory_mask),
+            self.ff,
+        )
+        for norm, block in zip(self.norms, blocks, strict=True):
+            y = y + self.dropout(block(norm(y))) if self.norm_first else norm(y + self.dropout(block(y)))
+        return y
+
+    def self_keys_values(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values of the self-attention for y (B, T, D), computed from y as this layer sees it."""
+        return self.self_attn.keys_values(self.norms[0](y) if self.norm_first else y)
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer over one shared vocabulary.
+
+    Args:
+        max_len: size of the positional table; longer sequences are refused.
+        positions: "sinusoidal" (fixed) or "learned".
+        norm_first: pre-norm residual blocks (stable without warmup) instead of the paper's post-norm.
+        share_embeddings: one matrix for source embedding, target embedding and output projection.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        d_model: int = 128,
+        n_heads: int = 4,
+        num_encoder_layers: int = 2,
+        num_decoder_layers: int = 2,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
+        norm_first: bool = True,
+        share_embeddings: bool = True,
+    ) -> None:
+        super().__init__()
+        check_heads(d_model, n_heads)
+        self.pad_id = pad_id
+        self.src_embed = TokenEmbedding(vocab_size, d_model, max_len, positions, dropout, pad_id)
+        shared = self.src_embed.tokens if share_embeddings else None
+        self.tgt_embed = TokenEmbedding(vocab_size, d_model, max_len, positions, dropout, pad_id, tokens=shared)
+        layer_args = (d_model, n_heads, d_ff, dropout, norm_first)
+        self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(num_encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(num_decoder_layers))
+        # Pre-norm stacks end with a LayerNorm; post-norm layers already end normalised.
+        self.encoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.generator = nn.Linear(d_model, vocab_size)
+        for embed in (self.src_embed, self.tgt_embed):  # unit variance after the sqrt(D) scale
+            nn.init.normal_(embed.tokens.weight, std=d_model**-0.5)
+        if share_embeddings:
+            self.generator.weight = self.src_embed.tokens.weight
+
+    def encode(self, src: torch.Tensor) -> EncoderOutput:
+        """src (B, S) -> states (B, S, D) and the source mask."""
+        mask = src != self.pad_id  # (B, S)
+        x = self.src_embed(src)
+        for layer in self.encoder:
+            x = layer(x, mask)
+        return EncoderOutput(self.encoder_norm(x), mask)
+
+    def decode(self, memory: EncoderOutput, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced decoding: tgt_in (B, T) -> logits (B, T, V); position t sees tgt_in[:, : t + 1]."""
+        y = self.tgt_embed(tgt_in)
+        for layer in self.decoder:
+            cross_kv = layer.cross_attn.keys_values(memory.states)
+            y = layer(y, layer.self_keys_values(y), cross_kv, memory.mask, is_causal=True)
+        return self.generator(self.decoder_norm(y))
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(src), tgt_in)
+
+    def init_cache(self, memory: EncoderOutput) -> DecoderCache:
+        return DecoderCache(cross_kv=[layer.cross_attn.keys_values(memory.states) for layer in self.decoder])
+
+    def decode_step(self, memory: EncoderOutput, token: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
+        """One step with the cache: token (B,) -> logits (B, V) for the next position."""
+        y = self.tgt_embed(token.unsqueeze(1), offset=cache.step)  # (B, 1, D)
+        for i, layer in enumerate(self.decoder):
+            k, v = layer.self_keys_values(y)  # (B, H, 1, Dh)
+            if cache.step:
+                k = torch.cat([cache.self_kv[i][0], k], dim=2)  # (B, H, step + 1, Dh)
+                v = torch.cat([cache.self_kv[i][1], v], dim=2)
+                cache.self_kv[i] = (k, v)
+            else:
+                cache.self_kv.append((k, v))
+            y = layer(y, (k, v), cache.cross_kv[i], memory.mask, is_causal=False)
+        cache.step += 1
+        return self.generator(self.decoder_norm(y[:, -1]))

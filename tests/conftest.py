@@ -1,0 +1,53 @@
+"""Shared test settings: tiny sizes that all differ, so that a swapped dimension fails."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+from nlparena.cli import main
+
+os.environ.setdefault("TQDM_MINITERS", "20")
+
+VOCAB, D_MODEL, HEADS, D_FF, SRC_LEN, TGT_LEN, BATCH, MAX_LEN = 11, 16, 2, 24, 7, 5, 3, 13
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    no_cuda = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(no_cuda)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Every test runs in its own folder, so runs write their logs/ there; pytest's argv stays out of the CLI."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["nlparena"])
+
+
+TINY_MODEL = [
+    "--model=Transformer",
+    f"--model.d_model={D_MODEL}",
+    f"--model.n_heads={HEADS}",
+    f"--model.d_ff={D_FF}",
+    "--model.num_encoder_layers=1",
+    "--model.num_decoder_layers=2",
+]
+TINY_DATA = [
+    "--data.train_size=90",
+    "--data.val_size=20",
+    "--data.test_size=20",
+    f"--data.batch_size={BATCH + 5}",
+]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def run_cli(*args: str) -> None:
+    """Run `nlparena ARGS` in this process."""
+    main(list(args))

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from nlparena.data.vocab import BOS, PAD
+from nlparena.errors import ConfigError
+from nlparena.networks.layers import (
+    LearnedPositions,
+    MultiHeadAttention,
+    SinusoidalPositions,
+    TokenEmbedding,
+    shift_right,
+)
+from tests.conftest import BATCH, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
+
+
+def test_shift_right_puts_bos_first_and_drops_the_last_token():
+    tgt = torch.tensor([[7, 8, 9, 2], [6, 2, PAD, PAD]])
+    assert shift_right(tgt).tolist() == [[BOS, 7, 8, 9], [BOS, 6, 2, PAD]]
+
+
+@pytest.mark.parametrize("cls", [SinusoidalPositions, LearnedPositions])
+def test_positional_encodings_differ_across_positions(cls):
+    table = cls(D_MODEL, MAX_LEN)(MAX_LEN)  # (L, D)
+    distances = torch.cdist(table, table)
+    off_diagonal = distances[~torch.eye(MAX_LEN, dtype=torch.bool)]
+    assert off_diagonal.min() > 1e-3
+
+
+def test_each_position_gets_its_own_encoding_in_the_embedding():
+    # the Lightning demo bug: adding pe[:, T] (one vector) instead of pe[:, :T]
+    embed = TokenEmbedding(VOCAB, D_MODEL, MAX_LEN)
+    same_token = torch.full((1, SRC_LEN), 7)
+    x = embed(same_token)[0]  # (S, D)
+    assert not torch.allclose(x[0], x[1])
+
+
+def test_offset_positions_match_the_full_table():
+    pos = SinusoidalPositions(D_MODEL, MAX_LEN)
+    torch.testing.assert_close(pos(2, offset=3), pos(5)[3:5])
+
+
+def test_sequence_beyond_positional_table_is_refused():
+    with pytest.raises(ConfigError, match=r"beyond the positional table \(model.max_len=13\)"):
+        SinusoidalPositions(D_MODEL, MAX_LEN)(MAX_LEN + 1)
+
+
+def test_attention_ignores_masked_keys():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(D_MODEL, HEADS).eval()
+    q, kv = torch.randn(BATCH, TGT_LEN, D_MODEL), torch.randn(BATCH, SRC_LEN, D_MODEL)
+    mask = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
+    mask[:, -2:] = False
+    changed = kv.clone()
+    changed[:, -2:] = torch.randn(BATCH, 2, D_MODEL)
+    torch.testing.assert_close(attn(q, kv, mask), attn(q, changed, mask))
+    assert not torch.allclose(attn(q, kv), attn(q, changed))  # without the mask they matter
+
+
+def test_d_model_not_divisible_by_heads_is_refused():
+    with pytest.raises(ConfigError, match=r"model.d_model=10 must be divisible by model.n_heads=3"):
+        MultiHeadAttention(10, 3)

@@ -1,0 +1,84 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nlparena.data.vocab import NUM_SPECIALS, PAD
+from nlparena.errors import ConfigError
+from nlparena.networks.decoding import greedy_decode
+from nlparena.networks.layers import shift_right
+from nlparena.networks.transformer import Transformer
+from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
+
+VARIANTS = [
+    {"norm_first": True, "positions": "sinusoidal", "share_embeddings": True},
+    {"norm_first": False, "positions": "learned", "share_embeddings": False},
+]
+
+
+def network(**kwargs) -> Transformer:
+    torch.manual_seed(0)
+    args = dict(d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, num_encoder_layers=2, num_decoder_layers=3, dropout=0.0)
+    return Transformer(VOCAB, MAX_LEN, **{**args, **kwargs}).eval()
+
+
+def tokens(length: int) -> torch.Tensor:
+    return torch.randint(NUM_SPECIALS, VOCAB, (BATCH, length))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logits_have_batch_target_vocab_shape(variant):
+    assert network(**variant)(tokens(SRC_LEN), tokens(TGT_LEN)).shape == (BATCH, TGT_LEN, VOCAB)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoder_cannot_see_future_tokens(variant):
+    net, src, tgt_in = network(**variant), tokens(SRC_LEN), tokens(TGT_LEN)
+    logits = net(src, tgt_in)
+    for t in range(TGT_LEN - 1):
+        changed = tgt_in.clone()
+        changed[:, t + 1 :] = tokens(TGT_LEN - t - 1)
+        torch.testing.assert_close(net(src, changed)[:, : t + 1], logits[:, : t + 1])
+        assert not torch.allclose(net(src, changed)[:, t + 1 :], logits[:, t + 1 :])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_source_padding_does_not_change_outputs_for_real_tokens(variant):
+    net, src, tgt_in = network(**variant), tokens(SRC_LEN), tokens(TGT_LEN)
+    padded = F.pad(src, (0, 4), value=PAD)  # same sentences, four PAD columns more
+    torch.testing.assert_close(net(padded, tgt_in), net(src, tgt_in))
+    memory, memory_padded = net.encode(src), net.encode(padded)
+    torch.testing.assert_close(memory_padded.states[:, :SRC_LEN], memory.states)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_greedy_decoding_with_and_without_cache_gives_the_same_tokens(variant):
+    net, src = network(**variant), tokens(SRC_LEN)
+    src[0, -3:] = PAD  # one padded row
+    with_cache = greedy_decode(net, src, max_len=MAX_LEN - 1, use_cache=True)
+    without = greedy_decode(net, src, max_len=MAX_LEN - 1, use_cache=False)
+    assert torch.equal(with_cache, without)
+
+
+def test_cached_step_logits_equal_teacher_forced_logits():
+    net, src, tgt = network(), tokens(SRC_LEN), tokens(TGT_LEN)
+    tgt_in = shift_right(tgt)
+    full = net(src, tgt_in)
+    memory = net.encode(src)
+    cache = net.init_cache(memory)
+    steps = torch.stack([net.decode_step(memory, tgt_in[:, t], cache) for t in range(TGT_LEN)], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_embeddings_tie_source_target_and_output():
+    net = network(share_embeddings=True)
+    assert net.src_embed.tokens.weight is net.tgt_embed.tokens.weight is net.generator.weight
+
+
+def test_source_longer_than_positional_table_is_refused():
+    with pytest.raises(ConfigError, match="positional table"):
+        network()(tokens(MAX_LEN + 2), tokens(TGT_LEN))
+
+
+def test_d_model_not_divisible_by_heads_is_refused():
+    with pytest.raises(ConfigError, match=r"model\.d_model=18 must be divisible by model.n_heads=4"):
+        Transformer(VOCAB, MAX_LEN, d_model=18, n_heads=4)
