@@ -1,0 +1,111 @@
+"""Lightning's cost over a plain PyTorch loop, and the share of a step spent fetching data.
+
+Same model, data, optimizer and batches (the quick-start config); the plain loop and Lightning's
+`fit` run in alternating rounds in this process, so machine noise hits both alike. Prints medians.
+
+    python benchmarks/lightning_overhead.py [--steps 150] [--rounds 3] [--config configs/quickstart.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from nlparena.cli import NlpArenaCLI
+from nlparena.networks.layers import shift_right
+
+
+class StepClock(Callback):
+    """Wall time between the starts of consecutive training batches (data fetch + step + hooks + logging)."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.starts.append(time.perf_counter())
+
+
+def plain_loop(model: pl.LightningModule, loader, steps: int, lr: float) -> tuple[list[float], list[float]]:
+    """Per-step wall times and per-step data-fetch times of a hand-written loop."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    step_times, fetch_times, it = [], [], iter(loader)
+    for _ in range(steps):
+        start = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        fetched = time.perf_counter()
+        logits = model.net(batch["src"], shift_right(batch["tgt"]))
+        loss = model.loss(logits, batch["tgt"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        end = time.perf_counter()
+        step_times.append(end - start)
+        fetch_times.append(fetched - start)
+    return step_times, fetch_times
+
+
+def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, log_dir: str) -> list[float]:
+    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, LR monitor)."""
+    clock = StepClock()
+    model.configure_optimizers = lambda: torch.optim.AdamW(model.parameters(), lr=lr)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps + 1,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        logger=TensorBoardLogger(log_dir, name="bench"),
+        log_every_n_steps=20,
+        callbacks=[clock, LearningRateMonitor(logging_interval="step")],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/quickstart.yaml")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=10, help="steps dropped at the start of each measurement")
+    args = parser.parse_args()
+    os.environ.setdefault("TQDM_MINITERS", "20")
+
+    cli = NlpArenaCLI(args=["-c", args.config, "--trainer.logger=false"], run=False)
+    datamodule, initial = cli.datamodule, cli.model
+    datamodule.setup("fit")
+    lr = cli.config.optimizer.init_args.lr
+    plain_steps, plain_fetch, lightning_steps = [], [], []
+    with tempfile.TemporaryDirectory() as log_dir:
+        for _ in range(args.rounds):
+            steps, fetch = plain_loop(copy.deepcopy(initial), datamodule.train_dataloader(), args.steps, lr)
+            plain_steps += steps[args.warmup :]
+            plain_fetch += fetch[args.warmup :]
+            lightning_steps += lightning_fit(copy.deepcopy(initial), datamodule, args.steps, lr, log_dir)[args.warmup :]
+
+    plain, light, fetch = (statistics.median(x) for x in (plain_steps, lightning_steps, plain_fetch))
+    print(f"\nconfig {args.config}, {args.rounds} rounds x {args.steps} steps, torch threads {torch.get_num_threads()}")
+    print(f"plain PyTorch loop step   median {plain * 1e3:7.2f} ms")
+    print(f"Lightning fit step        median {light * 1e3:7.2f} ms")
+    print(f"data fetch per step       median {fetch * 1e3:7.3f} ms")
+    print(f"(a) data fetch / step time          {fetch / plain:6.2%}")
+    print(f"(b) Lightning step / plain step     {light / plain:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
