@@ -67,7 +67,7 @@ class TranslationModel(pl.LightningModule):
         vocab_size: int,
         max_len: int,
         pad_id: int = PAD,
-        label_smoothing: float = 0.0,
+        label_smoothing: float = 0.1,
         num_samples: int = 4,
     ) -> None:
         super().__init__()
@@ -150,9 +150,9 @@ class TranslationModel(pl.LightningModule):
 
     def _log_length_buckets(self, stage: str) -> None:
         metric: BucketedMean = getattr(self, f"{stage}_metrics").exact_match_by_length
-        rates, counts = metric.compute(), metric.count  # computed on every rank (synced)
-        for name, rate, count in zip(metric.bucket_names(), rates, counts.tolist(), strict=True):
-            if count:
+        rates = metric.compute()  # on every rank, after the sync, so every rank logs the same buckets
+        for name, rate, empty in zip(metric.bucket_names(), rates, rates.isnan().tolist(), strict=True):
+            if not empty:
                 self.log(f"{stage}/exact_match_by_length/{name}", rate)
         metric.reset()
 
@@ -209,7 +209,7 @@ class Transformer(TranslationModel):
         positions: Literal["sinusoidal", "learned"] = "sinusoidal",
         norm_first: bool = True,
         share_embeddings: bool = True,
-        label_smoothing: float = 0.0,
+        label_smoothing: float = 0.1,
         num_samples: int = 4,
     ) -> None:
         super().__init__(vocab_size, max_len, pad_id, label_smoothing, num_samples)

@@ -1,0 +1,19 @@
+import math
+
+import torch
+
+from nlparena.models.metrics import BucketedMean
+
+
+def test_bucketed_mean_averages_each_length_range_separately():
+    metric = BucketedMean(max_length=9, num_buckets=3)  # buckets 1-3, 4-6, 7-9
+    assert metric.bucket_names() == ["01-03", "04-06", "07-09"]
+    metric.update(torch.tensor([1, 3, 4, 9, 9]), torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0]))
+    metric.update(torch.tensor([2]), torch.tensor([1.0]))
+    torch.testing.assert_close(metric.compute(), torch.tensor([2 / 3, 1.0, 0.0]))
+
+
+def test_bucket_without_examples_is_nan_not_zero():
+    metric = BucketedMean(max_length=4, num_buckets=2)
+    metric.update(torch.tensor([1]), torch.tensor([1.0]))
+    assert math.isnan(metric.compute()[1])
