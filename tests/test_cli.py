@@ -57,28 +57,38 @@ def one_line_error(capsys, *args: str) -> str:
             ["--model=Transformer", "--data=Copy", "--data.test_lengths=[0, 5]"],
             "data.test_lengths=[0, 5]: need 1 <= min <= max",
         ),
+        (["--model=Transformer", "--data=Copy", "--model.dropout=1.5"], "model.dropout=1.5: must be in [0, 1)"),
+        (["--model=Transformer", "--data=Copy", "--model.d_model=0"], "model.d_model=0: must be at least 1"),
     ],
-    ids=["unknown-model", "unknown-data", "heads", "vocab-too-small", "test-length-below-1"],
+    ids=["unknown-model", "unknown-data", "heads", "vocab-too-small", "test-length-below-1", "dropout", "d-model"],
 )
 def test_bad_input_gives_one_clear_line_before_training(capsys, args, expected):
     assert expected in one_line_error(capsys, *args)
 
 
-def test_sequence_beyond_positional_table_is_refused_before_testing(capsys):
+def test_sequence_beyond_learned_positional_table_is_refused_before_testing(capsys):
+    learned = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
+    run_cli("fit", *learned, "--trainer.max_epochs=1")
+    ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
+    before = {str(p): p.stat().st_mtime_ns for p in Path("logs").rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit):
+        run_cli("test", *learned, "--data.test_lengths=[20, 30]", f"--ckpt_path={ckpt}")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "learned positional table holds 11 positions but the data needs 31" in err
+    after = {str(p): p.stat().st_mtime_ns for p in Path("logs").rglob("*") if p.is_file() and "version_1" not in str(p)}
+    assert before == after  # the earlier run's logs and checkpoints are untouched
+
+
+def test_a_sinusoidal_checkpoint_can_be_tested_on_longer_sequences():
     run_cli("fit", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")
     ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
-    before = sorted(str(p) for p in Path("logs").rglob("*"))
-    with pytest.raises(SystemExit):
-        run_cli(
-            "test",
-            *TINY_MODEL,
-            "--data=Copy",
-            *TINY_DATA,
-            *QUIET,
-            "--data.test_lengths=[20, 30]",
-            f"--ckpt_path={ckpt}",
-        )
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "positional table holds 11 positions but the data needs 31" in err
-    after = sorted(str(p) for p in Path("logs").rglob("*") if "version_1" not in str(p))
-    assert before == after  # the earlier run's logs and checkpoints are untouched
+    run_cli(
+        "test", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--data.test_lengths=[20, 30]", f"--ckpt_path={ckpt}"
+    )
+
+
+def test_a_learned_checkpoint_can_be_tested_on_shorter_sequences():
+    learned = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
+    run_cli("fit", *learned, "--trainer.max_epochs=1")
+    ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
+    run_cli("test", *learned, "--data.train_lengths=[3, 5]", f"--ckpt_path={ckpt}")

@@ -24,7 +24,7 @@ def _config_error_in(ex: BaseException | None) -> ConfigError | None:
         if isinstance(ex, ConfigError):
             return ex
         seen.add(id(ex))
-        ex = ex.__cause__ or ex.__context__
+        ex = ex.__cause__ or (None if ex.__suppress_context__ else ex.__context__)
     return None
 
 

@@ -1,8 +1,9 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from nlparena.data import Copy, LanguagePair, Reverse, Sort
-from nlparena.data.tasks import sequence_keys
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
 
@@ -10,6 +11,7 @@ SIZES = {"train_size": 400, "val_size": 60, "test_size": 50, "batch_size": 7}
 
 
 def batches(dm, split: str, num_workers: int = 0) -> list[dict]:
+    dm.setup()
     dm.num_workers = num_workers
     loader = getattr(dm, f"{split}_dataloader")()
     return list(loader)
@@ -40,20 +42,42 @@ def test_different_seed_gives_different_data(cls):
 @pytest.mark.parametrize("cls", [Copy, Reverse, LanguagePair])
 def test_no_validation_or_test_example_appears_in_training(cls):
     # a small symbol set makes collisions likely, so the filter has work to do
-    dm = cls(
-        seed=0,
-        train_size=3000,
-        val_size=100,
-        test_size=100,
-        train_lengths=(3, 4),
-        **({"vocab_size": 6} if cls is not LanguagePair else {"num_nouns": 4, "num_verbs": 3, "num_adjectives": 3}),
-    )
+    small = {"vocab_size": 6} if cls is not LanguagePair else {"num_nouns": 4, "num_verbs": 3, "num_adjectives": 3}
+    dm = cls(seed=0, train_size=3000, val_size=100, test_size=100, train_lengths=(3, 4), **small)
     dm.setup()
-    train = set(sequence_keys(dm.splits["train"].tensors["src"]).tolist())
+
+    def rows(split: str) -> set[tuple[int, ...]]:
+        return {tuple(t for t in row if t != PAD) for row in dm.splits[split].tensors["src"].tolist()}
+
+    train = rows("train")
     for split in ("val", "test"):
-        held_out = set(sequence_keys(dm.splits[split].tensors["src"]).tolist())
-        assert not train & held_out
-    assert len(dm.splits["train"]) < 3000  # some generated examples were held out
+        assert not train & rows(split)
+    assert 750 < len(dm.splits["train"]) < 3000  # some, not all, generated examples were held out
+
+
+def test_training_order_follows_seed_and_epoch_so_a_resumed_run_sees_the_same_batches():
+    first, resumed = Reverse(seed=3, **SIZES), Reverse(seed=3, **SIZES)
+    first.setup()
+    resumed.setup()
+    loader_a, loader_b = first.train_dataloader(), resumed.train_dataloader()
+    epoch0 = [b["src"] for b in loader_a]
+    loader_a.sampler.set_epoch(2)
+    loader_b.sampler.set_epoch(2)  # a run resumed at epoch 2
+    epoch2_a, epoch2_b = [b["src"] for b in loader_a], [b["src"] for b in loader_b]
+    assert all(torch.equal(x, y) for x, y in zip(epoch2_a, epoch2_b, strict=True))
+    assert not all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(epoch0, epoch2_a, strict=True))
+
+
+def test_evaluation_splits_are_shared_between_processes_without_repeats():
+    dm = Copy(seed=0, **{**SIZES, "val_size": 61})
+    dm.setup()
+    seen = []
+    for rank in range(3):
+        dm.trainer = SimpleNamespace(world_size=3, global_rank=rank)
+        seen += [tuple(t for t in row if t != PAD) for b in dm.val_dataloader() for row in b["src"].tolist()]
+    whole = [tuple(t for t in row if t != PAD) for row in dm.splits["val"].tensors["src"].tolist()]
+    assert len(seen) == 61
+    assert sorted(seen) == sorted(whole)  # every example once, none repeated to even out the shares
 
 
 def test_a_batch_is_one_slice_trimmed_to_its_longest_example():

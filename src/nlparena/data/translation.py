@@ -1,7 +1,7 @@
 """LightningDataModules for the translation tasks: Copy, Reverse, Sort and LanguagePair.
 
 Each split is generated once in `setup()` from (seed, split); a batch is one slice of the
-split's tensors (a `BatchSampler` feeding `Dataset.__getitems__`), so no per-example Python.
+split's tensors (`ShardedBatches` yields index lists, `TensorBatches` slices), so no per-example Python.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nlparena.data.tasks import (
     CopyTask,
@@ -26,7 +26,7 @@ from nlparena.errors import ConfigError
 
 
 class TensorBatches(Dataset):
-    """Tensors that share their first dimension; `__getitems__` returns a whole batch as one slice."""
+    """Tensors that share their first dimension; indexing with a list of indices returns a whole batch."""
 
     def __init__(self, **tensors: torch.Tensor) -> None:
         self.tensors = tensors
@@ -34,10 +34,7 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return len(next(iter(self.tensors.values())))
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices)
         batch = {name: t[idx] for name, t in self.tensors.items()}
         for name in ("src", "tgt"):  # trim the padding columns that no example of this batch uses
@@ -46,9 +43,34 @@ class TensorBatches(Dataset):
         return batch
 
 
-def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Collate function for batches that `__getitems__` already built."""
-    return batch
+class ShardedBatches(DistributedSampler):
+    """Yields lists of indices (whole batches): this process's share of a split.
+
+    Training order comes from (seed, epoch), so a resumed run sees the same batches as an
+    uninterrupted one, and every process agrees on it. Being a `DistributedSampler`, Lightning keeps
+    it under DDP (and calls `set_epoch`) instead of swapping in a per-example sampler. Evaluation
+    splits are shared out without padding, so no example is counted twice in a metric.
+    """
+
+    def __init__(
+        self, data: Dataset, batch_size: int, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.batch_size = batch_size
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            return list(super().__iter__())  # shuffled by (seed, epoch), padded to equal shares
+        return list(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __iter__(self):
+        indices = self.indices()
+        for start in range(0, len(indices), self.batch_size):
+            yield indices[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        share = self.num_samples if self.shuffle else len(range(self.rank, len(self.dataset), self.num_replicas))
+        return -(-share // self.batch_size)
 
 
 class TranslationDataModule(pl.LightningDataModule):
@@ -141,16 +163,13 @@ class TranslationDataModule(pl.LightningDataModule):
         self.splits = {"train": TensorBatches(src=src[fresh], tgt=tgt[fresh]), **held_out}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
-        order = (
-            RandomSampler(data, generator=torch.Generator().manual_seed(self.seed))
-            if shuffle
-            else SequentialSampler(data)
-        )
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        batches = ShardedBatches(self.splits[split], self.batch_size, shuffle, self.seed, world, rank)
         return DataLoader(
-            data,
-            batch_sampler=BatchSampler(order, self.batch_size, drop_last=False),
-            collate_fn=keep_batch,
+            self.splits[split],
+            sampler=batches,
+            batch_size=None,  # the sampler already yields whole batches
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

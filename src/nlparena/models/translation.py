@@ -125,7 +125,7 @@ class TranslationModel(pl.LightningModule):
         src, tgt = batch["src"], batch["tgt"]
         m: StageMetrics = getattr(self, f"{stage}_metrics")
         logits = self(src, shift_right(tgt))
-        self.log(f"{stage}/loss", self.loss(logits, tgt), prog_bar=stage == "val")
+        self.log(f"{stage}/loss", self.loss(logits, tgt), prog_bar=stage == "val", sync_dist=True)
         m.token_accuracy(logits.argmax(-1), tgt)
         decoded = align(self.decode(src, max_len=tgt.shape[1]), tgt.shape[1])  # (B, T)
         m.exact_match(decoded, tgt)
@@ -184,12 +184,16 @@ class TranslationModel(pl.LightningModule):
         ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {}).get("max_len", self.max_len)
-        if saved < self.max_len:
-            raise ConfigError(
-                f"the checkpoint's positional table holds {saved} positions but the data needs {self.max_len}: "
-                "shorten data.*_lengths or train a model with a longer table"
-            )
+        """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.endswith("positions.table.weight")]:
+            saved = state[key].shape[0]
+            if saved < self.max_len:
+                raise ConfigError(
+                    f"the checkpoint's learned positional table holds {saved} positions but the data needs "
+                    f"{self.max_len}: shorten data.*_lengths to at most {saved - 1}, or train with longer ones"
+                )
+            state[key] = state[key][: self.max_len]  # positions beyond this data's lengths are never read
 
 
 class Transformer(TranslationModel):

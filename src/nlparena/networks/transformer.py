@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
 from nlparena.networks.layers import FeedForward, MultiHeadAttention, TokenEmbedding, check_heads
 
 
@@ -113,6 +114,13 @@ class Transformer(nn.Module):
         share_embeddings: bool = True,
     ) -> None:
         super().__init__()
+        sizes = {"d_model": d_model, "d_ff": d_ff, "num_encoder_layers": num_encoder_layers}
+        sizes["num_decoder_layers"] = num_decoder_layers
+        for key, value in sizes.items():
+            if value < 1:
+                raise ConfigError(f"model.{key}={value}: must be at least 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
         check_heads(d_model, n_heads)
         self.pad_id = pad_id
         self.src_embed = TokenEmbedding(vocab_size, d_model, max_len, positions, dropout, pad_id)
@@ -125,8 +133,10 @@ class Transformer(nn.Module):
         self.encoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.decoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
         self.generator = nn.Linear(d_model, vocab_size)
-        for embed in (self.src_embed, self.tgt_embed):  # unit variance after the sqrt(D) scale
+        for embed in (self.src_embed, self.tgt_embed):  # unit variance after the sqrt(D) scale; PAD stays zero
             nn.init.normal_(embed.tokens.weight, std=d_model**-0.5)
+            with torch.no_grad():
+                embed.tokens.weight[pad_id].zero_()
         if share_embeddings:
             self.generator.weight = self.src_embed.tokens.weight
 
