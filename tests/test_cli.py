@@ -5,6 +5,7 @@ import pytest
 from nlparena.cli import NlpArenaCLI
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
 
+LEARNED = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 
 
@@ -67,12 +68,11 @@ def test_bad_input_gives_one_clear_line_before_training(capsys, args, expected):
 
 
 def test_sequence_beyond_learned_positional_table_is_refused_before_testing(capsys):
-    learned = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
-    run_cli("fit", *learned, "--trainer.max_epochs=1")
+    run_cli("fit", *LEARNED, "--trainer.max_epochs=1")
     ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
     before = {str(p): p.stat().st_mtime_ns for p in Path("logs").rglob("*") if p.is_file()}
     with pytest.raises(SystemExit):
-        run_cli("test", *learned, "--data.test_lengths=[20, 30]", f"--ckpt_path={ckpt}")
+        run_cli("test", *LEARNED, "--data.test_lengths=[20, 30]", f"--ckpt_path={ckpt}")
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "learned positional table holds 11 positions but the data needs 31" in err
     after = {str(p): p.stat().st_mtime_ns for p in Path("logs").rglob("*") if p.is_file() and "version_1" not in str(p)}
@@ -88,7 +88,6 @@ def test_a_sinusoidal_checkpoint_can_be_tested_on_longer_sequences():
 
 
 def test_a_learned_checkpoint_can_be_tested_on_shorter_sequences():
-    learned = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
-    run_cli("fit", *learned, "--trainer.max_epochs=1")
+    run_cli("fit", *LEARNED, "--trainer.max_epochs=1")
     ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
-    run_cli("test", *learned, "--data.train_lengths=[3, 5]", f"--ckpt_path={ckpt}")
+    run_cli("test", *LEARNED, "--data.train_lengths=[3, 5]", f"--ckpt_path={ckpt}")

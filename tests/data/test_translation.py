@@ -10,6 +10,11 @@ from nlparena.errors import ConfigError
 SIZES = {"train_size": 400, "val_size": 60, "test_size": 50, "batch_size": 7}
 
 
+def sentences(src: torch.Tensor) -> list[tuple[int, ...]]:
+    """Source rows without their padding, comparable whatever the batch width."""
+    return [tuple(t for t in row if t != PAD) for row in src.tolist()]
+
+
 def batches(dm, split: str, num_workers: int = 0) -> list[dict]:
     dm.setup()
     dm.num_workers = num_workers
@@ -20,8 +25,6 @@ def batches(dm, split: str, num_workers: int = 0) -> list[dict]:
 @pytest.mark.parametrize("cls", [Copy, Reverse, Sort, LanguagePair])
 def test_same_seed_same_data_whatever_num_workers(cls):
     a, b = cls(seed=5, **SIZES), cls(seed=5, **SIZES)
-    a.setup("fit")
-    b.setup("fit")
     for split in ("train", "val"):
         one, two = batches(a, split, 0), batches(b, split, 2)
         assert len(one) == len(two)
@@ -46,12 +49,9 @@ def test_no_validation_or_test_example_appears_in_training(cls):
     dm = cls(seed=0, train_size=3000, val_size=100, test_size=100, train_lengths=(3, 4), **small)
     dm.setup()
 
-    def rows(split: str) -> set[tuple[int, ...]]:
-        return {tuple(t for t in row if t != PAD) for row in dm.splits[split].tensors["src"].tolist()}
-
-    train = rows("train")
+    train = set(sentences(dm.splits["train"].tensors["src"]))
     for split in ("val", "test"):
-        assert not train & rows(split)
+        assert not train & set(sentences(dm.splits[split].tensors["src"]))
     assert 750 < len(dm.splits["train"]) < 3000  # some, not all, generated examples were held out
 
 
@@ -74,8 +74,8 @@ def test_evaluation_splits_are_shared_between_processes_without_repeats():
     seen = []
     for rank in range(3):
         dm.trainer = SimpleNamespace(world_size=3, global_rank=rank)
-        seen += [tuple(t for t in row if t != PAD) for b in dm.val_dataloader() for row in b["src"].tolist()]
-    whole = [tuple(t for t in row if t != PAD) for row in dm.splits["val"].tensors["src"].tolist()]
+        seen += [row for b in dm.val_dataloader() for row in sentences(b["src"])]
+    whole = sentences(dm.splits["val"].tensors["src"])
     assert len(seen) == 61
     assert sorted(seen) == sorted(whole)  # every example once, none repeated to even out the shares
 

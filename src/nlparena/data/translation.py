@@ -58,18 +58,18 @@ class ShardedBatches(DistributedSampler):
         super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.batch_size = batch_size
 
-    def indices(self) -> list[int]:
-        if self.shuffle:
-            return list(super().__iter__())  # shuffled by (seed, epoch), padded to equal shares
-        return list(range(self.rank, len(self.dataset), self.num_replicas))
+    def unpadded_share(self) -> range:
+        """This process's evaluation indices: every rank-th example, none repeated."""
+        return range(self.rank, len(self.dataset), self.num_replicas)
 
     def __iter__(self):
-        indices = self.indices()
+        # shuffled by (seed, epoch) and padded to equal shares for training; in order and unpadded otherwise
+        indices = list(super().__iter__()) if self.shuffle else list(self.unpadded_share())
         for start in range(0, len(indices), self.batch_size):
             yield indices[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        share = self.num_samples if self.shuffle else len(range(self.rank, len(self.dataset), self.num_replicas))
+        share = self.num_samples if self.shuffle else len(self.unpadded_share())
         return -(-share // self.batch_size)
 
 

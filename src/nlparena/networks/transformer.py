@@ -114,8 +114,12 @@ class Transformer(nn.Module):
         share_embeddings: bool = True,
     ) -> None:
         super().__init__()
-        sizes = {"d_model": d_model, "d_ff": d_ff, "num_encoder_layers": num_encoder_layers}
-        sizes["num_decoder_layers"] = num_decoder_layers
+        sizes = {
+            "d_model": d_model,
+            "d_ff": d_ff,
+            "num_encoder_layers": num_encoder_layers,
+            "num_decoder_layers": num_decoder_layers,
+        }
         for key, value in sizes.items():
             if value < 1:
                 raise ConfigError(f"model.{key}={value}: must be at least 1")
