@@ -39,6 +39,12 @@ TINY_MODEL = [
     "--model.num_encoder_layers=1",
     "--model.num_decoder_layers=2",
 ]
+TINY_RNN = ["--model.embed_dim=10", "--model.hidden_size=6"]
+TINY_MODELS = {
+    "Transformer": TINY_MODEL,
+    "Seq2Seq": ["--model=Seq2Seq", *TINY_RNN],
+    "Seq2SeqAttention": ["--model=Seq2SeqAttention", *TINY_RNN],
+}
 TINY_DATA = [
     "--data.train_size=90",
     "--data.val_size=20",

@@ -40,7 +40,7 @@ def one_line_error(capsys, *args: str) -> str:
     [
         (
             ["--model=Transformr", "--data=Copy"],
-            "--model Transformr: unknown model; choose one of Transformer",
+            "--model Transformr: unknown model; choose one of Seq2Seq, Seq2SeqAttention, Transformer",
         ),
         (
             ["--model=Transformer", "--data=Revers"],
@@ -60,8 +60,30 @@ def one_line_error(capsys, *args: str) -> str:
         ),
         (["--model=Transformer", "--data=Copy", "--model.dropout=1.5"], "model.dropout=1.5: must be in [0, 1)"),
         (["--model=Transformer", "--data=Copy", "--model.d_model=0"], "model.d_model=0: must be at least 1"),
+        (["--model=Seq2Seq", "--data=Copy", "--model.hidden_size=0"], "model.hidden_size=0: must be at least 1"),
+        (
+            ["--model=Seq2SeqAttention", "--data=Copy", "--model.attention=luong"],
+            '"attention": Expected a typing.Literal[\'bahdanau\', \'dot\', \'general\']. Got value: luong',
+        ),
+        (
+            ["--model=Seq2SeqAttention", "--data=Copy", "--model.input_feeding=true"],
+            "model.input_feeding=True: Luong's input feeding needs attention 'dot' or 'general'",
+        ),
+        (["--model=Seq2Seq", "--data=Copy", "--model.beam_size=0"], "model.beam_size=0: must be at least 1"),
     ],
-    ids=["unknown-model", "unknown-data", "heads", "vocab-too-small", "test-length-below-1", "dropout", "d-model"],
+    ids=[
+        "unknown-model",
+        "unknown-data",
+        "heads",
+        "vocab-too-small",
+        "test-length-below-1",
+        "dropout",
+        "d-model",
+        "rnn-hidden-size",
+        "unknown-attention",
+        "input-feeding-with-bahdanau",
+        "beam-size",
+    ],
 )
 def test_bad_input_gives_one_clear_line_before_training(capsys, args, expected):
     assert expected in one_line_error(capsys, *args)
@@ -91,3 +113,44 @@ def test_a_learned_checkpoint_can_be_tested_on_shorter_sequences():
     run_cli("fit", *LEARNED, "--trainer.max_epochs=1")
     ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
     run_cli("test", *LEARNED, "--data.train_lengths=[3, 5]", f"--ckpt_path={ckpt}")
+
+
+@pytest.fixture
+def copy_checkpoint() -> str:
+    """An (untrained) Copy checkpoint of a tiny Transformer; vocabulary 0-9, max_len 11."""
+    run_cli("fit", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")
+    return "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (["3 9 x 1"], "token 'x' in '3 9 x 1' is not in the vocabulary; allowed: 0 1 2 3 4 5 6 7 8 9"),
+        (["3 9", "  "], "empty input: give at least one token"),
+        (["1 " * 12], "has 12 tokens; this model takes at most 11"),
+        (["--decode=top_k", "3 9"], "argument --decode: invalid choice: 'top_k'"),
+        (["--beam_size=0", "3 9"], "--beam_size 0: must be at least 1"),
+    ],
+    ids=["out-of-vocabulary", "empty", "too-long", "unknown-decode", "beam-size"],
+)
+def test_translate_rejects_bad_input_with_one_line(capsys, copy_checkpoint, inputs, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("translate", f"--ckpt_path={copy_checkpoint}", *inputs)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nlparena: error: ") and expected in err[0]
+
+
+def test_translate_refuses_a_missing_checkpoint(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("translate", "--ckpt_path=nowhere/last.ckpt", "3 9")
+    assert capsys.readouterr().err.strip() == "nlparena: error: --ckpt_path nowhere/last.ckpt: no such file"
+
+
+def test_translate_prints_one_line_per_input(capsys, copy_checkpoint):
+    capsys.readouterr()
+    run_cli("translate", f"--ckpt_path={copy_checkpoint}", "--decode=beam", "3 9 4 1", "7 7")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    tokens = {str(i) for i in range(10)} | {"<sep>", "<cls>", "<mask>"}  # untrained: any token but PAD, BOS, EOS
+    assert all(set(line.split()) <= tokens for line in lines), lines

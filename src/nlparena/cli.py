@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
+from pathlib import Path
 from typing import ClassVar, NoReturn
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from torch.optim import Optimizer
 
+from nlparena.callbacks import AttentionMaps
 from nlparena.data import TranslationDataModule
+from nlparena.data.vocab import NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
 from nlparena.models import TranslationModel
 
@@ -28,15 +33,22 @@ def _config_error_in(ex: BaseException | None) -> ConfigError | None:
     return None
 
 
-def _choices(base: type) -> list[str]:
-    """Names of the concrete subclasses of `base` that `--model` / `--data` accept."""
-    found, todo = set(), [base]
+def _subclasses(base: type) -> dict[str, type]:
+    """The public subclasses of `base`, by import path (`nlparena.models.translation.Transformer`, and as exported)."""
+    found, todo = {}, [base]
     while todo:
         for sub in todo.pop().__subclasses__():
             todo.append(sub)
-            if not sub.__name__.startswith("_") and sub is not base:
-                found.add(sub.__name__)
-    return sorted(found)
+            if not sub.__name__.startswith("_"):
+                found[f"{sub.__module__}.{sub.__qualname__}"] = sub
+                package = sub.__module__.rsplit(".", 1)[0]
+                found[f"{package}.{sub.__qualname__}"] = sub
+    return found
+
+
+def _choices(base: type) -> list[str]:
+    """Names of the concrete subclasses of `base` that `--model` / `--data` accept."""
+    return sorted({sub.__name__ for sub in _subclasses(base).values()})
 
 
 class NlpArenaParser(LightningArgumentParser):
@@ -69,7 +81,10 @@ class NlpArenaParser(LightningArgumentParser):
 
 
 class NlpArenaCLI(LightningCLI):
-    """`nlparena fit|validate|test|predict`; every constructor argument is a config key."""
+    """`nlparena fit|validate|test|predict`; every constructor argument is a config key.
+
+    `nlparena translate` is handled by `translate` before this class is reached.
+    """
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
@@ -77,7 +92,7 @@ class NlpArenaCLI(LightningCLI):
             datamodule_class=TranslationDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            trainer_defaults={"callbacks": [LearningRateMonitor(logging_interval="step")]},
+            trainer_defaults={"callbacks": [LearningRateMonitor(logging_interval="step"), AttentionMaps()]},
             save_config_kwargs={"overwrite": False},
             parser_class=NlpArenaParser,
             args=args,
@@ -109,11 +124,66 @@ class NlpArenaCLI(LightningCLI):
             logger.init_args.name = f"{data}/{model}"
 
 
+class _OneLineArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def translate(args: list[str]) -> None:
+    """`nlparena translate --ckpt_path PATH "3 9 4 1" ...`: print the model's translation of each input."""
+    parser = _OneLineArgumentParser(prog="nlparena translate", description="Translate with a trained checkpoint.")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `nlparena fit`")
+    parser.add_argument("--decode", choices=["greedy", "beam"], help="default: the model's own setting")
+    parser.add_argument("--beam_size", type=int)
+    parser.add_argument("--length_penalty", type=float)
+    parser.add_argument("inputs", nargs="+", help='space-separated tokens, one string per sentence: "3 9 4 1"')
+    opts = parser.parse_args(args)
+    path = Path(opts.ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        vocab = Vocab(checkpoint["vocabulary"][NUM_SPECIALS:])
+        # The model class is one of ours, named in the hyperparameters that LightningCLI saved; nothing is imported.
+        model_class = _subclasses(TranslationModel)[checkpoint["hyper_parameters"]["_class_path"]]
+        model = model_class.load_from_checkpoint(path, map_location="cpu")
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = f"not a translation checkpoint written by `nlparena fit` ({type(err).__name__}: {err})"
+        raise ConfigError(f"--ckpt_path {path}: {reason}") from None
+    settings = {"decoding": opts.decode, "beam_size": opts.beam_size, "length_penalty": opts.length_penalty}
+    for name, value in settings.items():
+        if value is not None:
+            setattr(model, name, value)
+    if model.beam_size < 1:
+        raise ConfigError(f"--beam_size {model.beam_size}: must be at least 1")
+    rows = []
+    for text in opts.inputs:
+        try:
+            ids = vocab.encode(text)
+        except KeyError as err:
+            allowed = " ".join(vocab.tokens[NUM_SPECIALS:])
+            unknown = f"token {err.args[0]!r} in {text!r} is not in the vocabulary"
+            raise ConfigError(f"{unknown}; allowed: {allowed}") from None
+        if not ids:
+            raise ConfigError('empty input: give at least one token, for example "3 9 4 1"')
+        if len(ids) > model.max_len:
+            raise ConfigError(f"input {text!r} has {len(ids)} tokens; this model takes at most {model.max_len}")
+        rows.append(torch.tensor(ids))
+    src = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=model.pad_id)  # (B, S)
+    model.eval()
+    for out in model.decode(src):
+        print(vocab.decode(out))
+
+
 def main(args: list[str] | None = None) -> None:
     # Refresh the progress bar every 20 steps, not every step: a redraw costs as much as a tiny model's step.
     os.environ.setdefault("TQDM_MINITERS", "20")
+    args = sys.argv[1:] if args is None else args
     try:
-        NlpArenaCLI(args=args)
+        if args[:1] == ["translate"]:
+            translate(args[1:])
+        else:
+            NlpArenaCLI(args=args)
     except Exception as err:
         cause = _config_error_in(err)  # jsonargparse wraps errors raised while instantiating classes
         if cause is None:

@@ -17,3 +17,10 @@ def test_bucket_without_examples_is_nan_not_zero():
     metric = BucketedMean(max_length=4, num_buckets=2)
     metric.update(torch.tensor([1]), torch.tensor([1.0]))
     assert math.isnan(metric.compute()[1])
+
+
+def test_bucketed_mean_with_counts_is_a_token_accuracy_per_bucket():
+    metric = BucketedMean(max_length=6, num_buckets=2)  # buckets 1-3, 4-6
+    # (length, correct tokens, target tokens): 2 of 3 and 4 of 4 in the first bucket; 1 of 5 in the second
+    metric.update(torch.tensor([2, 3, 5]), torch.tensor([2.0, 4.0, 1.0]), torch.tensor([3.0, 4.0, 5.0]))
+    torch.testing.assert_close(metric.compute(), torch.tensor([6 / 7, 1 / 5]))

@@ -6,7 +6,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nlparena.models import Transformer
-from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
+from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
 
 TASKS = ["Copy", "Reverse", "Sort", "LanguagePair"]
 
@@ -18,9 +18,29 @@ def events(run_dir: Path) -> EventAccumulator:
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_fast_dev_run_trains_validates_and_tests_every_task(task):
-    run_cli("fit", *TINY_MODEL, f"--data={task}", *TINY_DATA, *QUIET, "--trainer.fast_dev_run=2")
-    run_cli("test", *TINY_MODEL, f"--data={task}", *TINY_DATA, *QUIET, "--trainer.fast_dev_run=1")
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_fast_dev_run_trains_validates_and_tests_every_model_on_every_task(model, task):
+    args = (*TINY_MODELS[model], f"--data={task}", *TINY_DATA, *QUIET)
+    run_cli("fit", *args, "--trainer.fast_dev_run=2")
+    run_cli("test", *args, "--trainer.fast_dev_run=1", "--model.decode=beam", "--model.beam_size=3")
+
+
+@pytest.mark.parametrize("model", ["Transformer", "Seq2SeqAttention"])
+def test_attention_maps_reach_tensorboard_each_validation_and_png_files_at_test(model):
+    args = (*TINY_MODELS[model], "--data=Reverse", *TINY_DATA, *QUIET)
+    run_cli("fit", *args, "--trainer.max_epochs=2")
+    acc = events(Path(f"logs/Reverse/{model}/version_0"))
+    assert sorted(acc.Tags()["images"]) == [f"val/attention_map/{i}" for i in range(3)]
+    assert len(acc.Images("val/attention_map/0")) == 2  # one per validation epoch
+    run_cli("test", *args, f"--ckpt_path=logs/Reverse/{model}/version_0/checkpoints/last.ckpt")
+    pngs = sorted(p.name for p in Path(f"logs/Reverse/{model}/version_1/attention_maps").iterdir())
+    assert pngs == ["test_example0.png", "test_example1.png", "test_example2.png"]
+    assert Path(f"logs/Reverse/{model}/version_1/attention_maps/test_example0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_without_attention_draws_no_attention_maps():
+    run_cli("fit", *TINY_MODELS["Seq2Seq"], "--data=Reverse", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")
+    assert events(Path("logs/Reverse/Seq2Seq/version_0")).Tags()["images"] == []
 
 
 def test_tensorboard_shows_losses_metrics_learning_rate_and_samples():
@@ -48,6 +68,7 @@ def test_tensorboard_shows_losses_metrics_learning_rate_and_samples():
     }
     assert expected <= scalars, expected - scalars
     assert any(tag.startswith("val/exact_match_by_length/") for tag in scalars)
+    assert any(tag.startswith("val/token_accuracy_by_length/") for tag in scalars)
     assert len(acc.Scalars("val/exact_match")) == 2  # one per epoch
     samples = acc.Tensors("val/samples/text_summary")[-1].tensor_proto.string_val[0].decode()
     assert samples.startswith("| source | reference | output |") and samples.count("\n") == 2 + 4 - 1

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.decoding import greedy_decode
-from nlparena.networks.layers import shift_right
+from nlparena.networks.layers import MultiHeadAttention, shift_right
 from nlparena.networks.transformer import Transformer
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
@@ -97,3 +97,26 @@ def test_source_longer_than_positional_table_is_refused():
 def test_d_model_not_divisible_by_heads_is_refused():
     with pytest.raises(ConfigError, match=r"model\.d_model=18 must be divisible by model.n_heads=4"):
         Transformer(VOCAB, MAX_LEN, d_model=18, n_heads=4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cross_attention_weights_sum_to_one_over_real_source_tokens_and_are_zero_on_pad(variant):
+    net, src, tgt_in = network(**variant), tokens(SRC_LEN), tokens(TGT_LEN)
+    src[1, -3:] = PAD
+    weights = net.attention_weights(net.encode(src), tgt_in)
+    assert weights.shape == (BATCH, TGT_LEN, SRC_LEN)
+    real = (src != PAD).unsqueeze(1).expand_as(weights)
+    assert weights[~real].eq(0).all() and weights[real].gt(0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(BATCH, TGT_LEN))
+
+
+def test_explicit_attention_weights_are_the_ones_sdpa_applies():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(D_MODEL, HEADS).eval()
+    query, memory = torch.randn(BATCH, TGT_LEN, D_MODEL), torch.randn(BATCH, SRC_LEN, D_MODEL)
+    mask = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
+    mask[0, -2:] = False
+    k, v = attn.keys_values(memory)
+    by_hand = attn.weights(query, k, mask) @ v  # (B, H, T, Dh)
+    merged = by_hand.transpose(1, 2).reshape(BATCH, TGT_LEN, D_MODEL)
+    torch.testing.assert_close(attn.out_proj(merged), attn.attend(query, k, v, mask))

@@ -34,6 +34,16 @@ class Vocab:
             out.append(self.tokens[i])
         return " ".join(out)
 
+    def strings(self, ids: Iterable[int]) -> list[str]:
+        """Token strings of ids up to and including the first EOS, without PAD (labels for figures)."""
+        out = []
+        for i in ids:
+            if i != PAD:
+                out.append(self.tokens[i])
+            if i == EOS:
+                break
+        return out
+
     def encode(self, text: str) -> list[int]:
         """A space-separated string to ids; raises KeyError naming the first unknown token."""
         ids = []

@@ -1,5 +1,5 @@
 """LightningModules that users pick by name (`--model Transformer`)."""
 
-from nlparena.models.translation import Transformer, TranslationModel
+from nlparena.models.translation import Seq2Seq, Seq2SeqAttention, Transformer, TranslationModel
 
-__all__ = ["Transformer", "TranslationModel"]
+__all__ = ["Seq2Seq", "Seq2SeqAttention", "Transformer", "TranslationModel"]

@@ -22,11 +22,16 @@ class BucketedMean(Metric):
         self.add_state("total", torch.zeros(self.num_buckets), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros(self.num_buckets), dist_reduce_fx="sum")
 
-    def update(self, lengths: torch.Tensor, values: torch.Tensor) -> None:
-        """lengths (N,) >= 1, values (N,) (1.0 for a correct example, 0.0 otherwise)."""
+    def update(self, lengths: torch.Tensor, values: torch.Tensor, counts: torch.Tensor | None = None) -> None:
+        """lengths (N,) >= 1; values (N,) summed per bucket and divided by the bucket's summed counts (N,).
+
+        Without counts each example counts once (values 1.0 / 0.0 give a rate of correct examples); with
+        counts = target tokens and values = correct tokens, the result is the token accuracy of the bucket.
+        """
         bucket = ((lengths - 1) // self.width).clamp(max=self.num_buckets - 1)
+        counts = torch.ones_like(values) if counts is None else counts
         self.total.index_add_(0, bucket, values.to(self.total.dtype))
-        self.count.index_add_(0, bucket, torch.ones_like(values, dtype=self.count.dtype))
+        self.count.index_add_(0, bucket, counts.to(self.count.dtype))
 
     def compute(self) -> torch.Tensor:
         """(num_buckets,) mean per bucket; NaN for a bucket with no example."""

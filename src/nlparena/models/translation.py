@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -16,13 +17,16 @@ from torchmetrics.text import BLEUScore
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
 from nlparena.models.metrics import BucketedMean
-from nlparena.networks.decoding import greedy_decode
+from nlparena.networks.decoding import beam_search, greedy_decode
 from nlparena.networks.layers import shift_right
+from nlparena.networks.rnn import Seq2Seq as Seq2SeqNetwork
+from nlparena.networks.rnn import Seq2SeqAttention as Seq2SeqAttentionNetwork
 from nlparena.networks.transformer import Transformer as TransformerNetwork
 
 
 class StageMetrics(nn.Module):
-    """The metrics of one stage: token accuracy, exact match, BLEU, exact match per source-length bucket."""
+    """The metrics of one stage: token accuracy, exact match, BLEU, and per source-length bucket the exact
+    match and token accuracy of the decoded output."""
 
     def __init__(self, vocab_size: int, pad_id: int, max_length: int) -> None:
         super().__init__()
@@ -33,6 +37,7 @@ class StageMetrics(nn.Module):
         self.exact_match = MulticlassExactMatch(vocab_size, **checks)
         self.bleu = BLEUScore(n_gram=4)
         self.exact_match_by_length = BucketedMean(max_length)
+        self.token_accuracy_by_length = BucketedMean(max_length)  # of decoded output, not teacher-forced
 
 
 def align(decoded: torch.Tensor, width: int) -> torch.Tensor:
@@ -58,6 +63,11 @@ class TranslationModel(pl.LightningModule):
         vocab_size, max_len, pad_id: set by the data module (linked by the CLI).
         label_smoothing: mass moved from the gold token to the others in the loss.
         num_samples: sample translations written to TensorBoard each validation epoch.
+        decode: how validation, test, predict and `nlparena translate` decode: "greedy" or "beam".
+        beam_size, length_penalty: beam search settings (GNMT's alpha; 0 ranks by total log-probability).
+
+    A subclass takes its network's arguments and passes the rest on as `**kwargs`; jsonargparse follows
+    them here, so every argument is a config key of the subclass.
     """
 
     headline_metric = "val/exact_match"
@@ -69,17 +79,32 @@ class TranslationModel(pl.LightningModule):
         pad_id: int = PAD,
         label_smoothing: float = 0.1,
         num_samples: int = 4,
+        decode: Literal["greedy", "beam"] = "greedy",
+        beam_size: int = 4,
+        length_penalty: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
+        if decode not in ("greedy", "beam"):
+            raise ConfigError(f"model.decode={decode!r}: choose one of ['beam', 'greedy']")
+        if beam_size < 1:
+            raise ConfigError(f"model.beam_size={beam_size}: must be at least 1")
+        if length_penalty < 0:
+            raise ConfigError(f"model.length_penalty={length_penalty}: must be at least 0")
         self.vocab_size, self.max_len, self.pad_id = vocab_size, max_len, pad_id
         self.label_smoothing, self.num_samples = label_smoothing, num_samples
+        self.decoding, self.beam_size, self.length_penalty = decode, beam_size, length_penalty
         self.train_metrics = StageMetrics(vocab_size, pad_id, max_len)
         self.val_metrics = StageMetrics(vocab_size, pad_id, max_len)
         self.test_metrics = StageMetrics(vocab_size, pad_id, max_len)
         self.net: nn.Module
         self._samples: dict[str, torch.Tensor] = {}
+
+    def build(self, network: type[nn.Module]) -> nn.Module:
+        """The network, from this model's hyperparameters of the same names (after `save_hyperparameters`)."""
+        names = inspect.signature(network).parameters
+        return network(**{key: value for key, value in self.hparams.items() if key in names})
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V)."""
@@ -95,8 +120,11 @@ class TranslationModel(pl.LightningModule):
         )
 
     def decode(self, src: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-        """Greedy translation (B, L) of src (B, S)."""
-        return greedy_decode(self.net, src, max_len or self.max_len)
+        """Translation (B, L) of src (B, S), greedy or by beam search as configured."""
+        max_len = max_len or self.max_len
+        if self.decoding == "beam":
+            return beam_search(self.net, src, max_len, self.beam_size, self.length_penalty)[0]
+        return greedy_decode(self.net, src, max_len)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         src, tgt = batch["src"], batch["tgt"]
@@ -121,7 +149,7 @@ class TranslationModel(pl.LightningModule):
         return self.decode(batch["src"])
 
     def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
-        """Loss and token accuracy teacher-forced; exact match and BLEU on greedy output."""
+        """Loss and token accuracy teacher-forced; exact match and BLEU on decoded output."""
         src, tgt = batch["src"], batch["tgt"]
         m: StageMetrics = getattr(self, f"{stage}_metrics")
         logits = self(src, shift_right(tgt))
@@ -129,8 +157,11 @@ class TranslationModel(pl.LightningModule):
         m.token_accuracy(logits.argmax(-1), tgt)
         decoded = align(self.decode(src, max_len=tgt.shape[1]), tgt.shape[1])  # (B, T)
         m.exact_match(decoded, tgt)
-        correct = ((decoded == tgt) | (tgt == self.pad_id)).all(1)  # (B,)
-        m.exact_match_by_length.update((src != self.pad_id).sum(1), correct.float())
+        real = tgt != self.pad_id  # (B, T)
+        right = (decoded == tgt) & real
+        src_lengths = (src != self.pad_id).sum(1)  # (B,)
+        m.exact_match_by_length.update(src_lengths, (right.sum(1) == real.sum(1)).float())
+        m.token_accuracy_by_length.update(src_lengths, right.sum(1).float(), real.sum(1).float())
         m.bleu.update(ids_to_text(decoded), [[ref] for ref in ids_to_text(tgt)])
         self.log(f"{stage}/token_accuracy", m.token_accuracy)
         self.log(f"{stage}/exact_match", m.exact_match, prog_bar=stage == "val")
@@ -149,12 +180,16 @@ class TranslationModel(pl.LightningModule):
         self._log_samples("test")
 
     def _log_length_buckets(self, stage: str) -> None:
-        metric: BucketedMean = getattr(self, f"{stage}_metrics").exact_match_by_length
-        rates = metric.compute()  # on every rank, after the sync, so every rank logs the same buckets
-        for name, rate, empty in zip(metric.bucket_names(), rates, rates.isnan().tolist(), strict=True):
-            if not empty:
-                self.log(f"{stage}/exact_match_by_length/{name}", rate)
-        metric.reset()
+        m: StageMetrics = getattr(self, f"{stage}_metrics")
+        for key, metric in (
+            ("exact_match_by_length", m.exact_match_by_length),
+            ("token_accuracy_by_length", m.token_accuracy_by_length),
+        ):
+            rates = metric.compute()  # on every rank, after the sync, so every rank logs the same buckets
+            for name, rate, empty in zip(metric.bucket_names(), rates, rates.isnan().tolist(), strict=True):
+                if not empty:
+                    self.log(f"{stage}/{key}/{name}", rate)
+            metric.reset()
 
     def _log_samples(self, stage: str) -> None:
         """A markdown table of source / reference / output, as TensorBoard text."""
@@ -182,6 +217,12 @@ class TranslationModel(pl.LightningModule):
                 auto_insert_metric_name=False,
             )
         ]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the token strings with the weights, so that `nlparena translate` reads and writes text."""
+        vocab = getattr(self.trainer.datamodule, "vocab", None)
+        if vocab is not None:
+            checkpoint["vocabulary"] = vocab.tokens
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""
@@ -213,22 +254,54 @@ class Transformer(TranslationModel):
         positions: Literal["sinusoidal", "learned"] = "sinusoidal",
         norm_first: bool = True,
         share_embeddings: bool = True,
-        label_smoothing: float = 0.1,
-        num_samples: int = 4,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(vocab_size, max_len, pad_id, label_smoothing, num_samples)
+        super().__init__(vocab_size, max_len, pad_id, **kwargs)
         self.save_hyperparameters()
-        self.net = TransformerNetwork(
-            vocab_size,
-            max_len,
-            pad_id,
-            d_model,
-            n_heads,
-            num_encoder_layers,
-            num_decoder_layers,
-            d_ff,
-            dropout,
-            positions,
-            norm_first,
-            share_embeddings,
-        )
+        self.net = self.build(TransformerNetwork)
+
+
+class Seq2Seq(TranslationModel):
+    """RNN encoder-decoder whose only view of the source is the final context vector (Cho et al. 2014)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        embed_dim: int = 64,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        cell: Literal["gru", "lstm"] = "gru",
+        dropout: float = 0.1,
+        share_embeddings: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_len, pad_id, **kwargs)
+        self.save_hyperparameters()
+        self.net = self.build(Seq2SeqNetwork)
+
+
+class Seq2SeqAttention(TranslationModel):
+    """RNN encoder-decoder with attention: additive (Bahdanau et al. 2015) or Luong et al.'s dot / general."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        embed_dim: int = 64,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        cell: Literal["gru", "lstm"] = "gru",
+        dropout: float = 0.1,
+        share_embeddings: bool = True,
+        attention: Literal["bahdanau", "dot", "general"] = "bahdanau",
+        input_feeding: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_len, pad_id, **kwargs)
+        self.save_hyperparameters()
+        self.net = self.build(Seq2SeqAttentionNetwork)

@@ -62,6 +62,14 @@ class MultiHeadAttention(nn.Module):
         B, H, T, Dh = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))  # (B, T, D)
 
+    def weights(self, query: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention weights (B, H, T, S) that `attend` uses, computed explicitly (SDPA does not return them)."""
+        q = self.split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, S)
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return scores.softmax(-1)
+
     def forward(
         self,
         query: torch.Tensor,

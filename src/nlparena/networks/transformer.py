@@ -72,13 +72,19 @@ class DecoderLayer(nn.Module):
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         memory_mask: torch.Tensor,
         is_causal: bool,
+        cross_weights: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """y (B, T, D); self_kv are keys/values of every target position y may attend to."""
-        blocks = (
-            lambda h: self.self_attn.attend(h, *self_kv, is_causal=is_causal),
-            lambda h: self.cross_attn.attend(h, *cross_kv, key_mask=memory_mask),
-            self.ff,
-        )
+        """y (B, T, D); self_kv are keys/values of every target position y may attend to.
+
+        When `cross_weights` is a list, the cross-attention weights (B, H, T, S) are appended to it.
+        """
+
+        def cross(h: torch.Tensor) -> torch.Tensor:
+            if cross_weights is not None:
+                cross_weights.append(self.cross_attn.weights(h, cross_kv[0], memory_mask))
+            return self.cross_attn.attend(h, *cross_kv, key_mask=memory_mask)
+
+        blocks = (lambda h: self.self_attn.attend(h, *self_kv, is_causal=is_causal), cross, self.ff)
         for norm, block in zip(self.norms, blocks, strict=True):
             y = y + self.dropout(block(norm(y))) if self.norm_first else norm(y + self.dropout(block(y)))
         return y
@@ -152,13 +158,21 @@ class Transformer(nn.Module):
             x = layer(x, mask)
         return EncoderOutput(self.encoder_norm(x), mask)
 
-    def decode(self, memory: EncoderOutput, tgt_in: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, memory: EncoderOutput, tgt_in: torch.Tensor, cross_weights: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Teacher-forced decoding: tgt_in (B, T) -> logits (B, T, V); position t sees tgt_in[:, : t + 1]."""
         y = self.tgt_embed(tgt_in)
         for layer in self.decoder:
             cross_kv = layer.cross_attn.keys_values(memory.states)
-            y = layer(y, layer.self_keys_values(y), cross_kv, memory.mask, is_causal=True)
+            y = layer(y, layer.self_keys_values(y), cross_kv, memory.mask, is_causal=True, cross_weights=cross_weights)
         return self.generator(self.decoder_norm(y))
+
+    def attention_weights(self, memory: EncoderOutput, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-attention of the last decoder layer, averaged over heads: (B, T, S)."""
+        weights: list[torch.Tensor] = []
+        self.decode(memory, tgt_in, cross_weights=weights)
+        return weights[-1].mean(1)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(src), tgt_in)

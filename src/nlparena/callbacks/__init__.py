@@ -1,0 +1,5 @@
+"""Lightning callbacks: figures written to TensorBoard and to the run folder."""
+
+from nlparena.callbacks.figures import AttentionMaps
+
+__all__ = ["AttentionMaps"]
