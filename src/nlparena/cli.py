@@ -11,15 +11,15 @@ from typing import ClassVar, NoReturn
 
 import torch
 from jsonargparse import Namespace
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from torch.optim import Optimizer
 
-from nlparena.callbacks import AttentionMaps
-from nlparena.data import TranslationDataModule
+from nlparena.callbacks import AttentionMaps, ConfusionMatrices
 from nlparena.data.vocab import NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
-from nlparena.models import TranslationModel
+from nlparena.models import ArenaModel, TranslationModel
 
 
 def _config_error_in(ex: BaseException | None) -> ConfigError | None:
@@ -46,15 +46,21 @@ def _subclasses(base: type) -> dict[str, type]:
     return found
 
 
-def _choices(base: type) -> list[str]:
-    """Names of the concrete subclasses of `base` that `--model` / `--data` accept."""
-    return sorted({sub.__name__ for sub in _subclasses(base).values()})
+def _choices(base: type, task: str | None = None) -> list[str]:
+    """Names of our subclasses of `base` that `--model` / `--data` accept (for one task family if given)."""
+    return sorted(
+        sub.__name__
+        for sub in set(_subclasses(base).values())
+        if sub.__module__.startswith("nlparena.")
+        and not sub.__name__.endswith(("Model", "DataModule"))
+        and (task is None or getattr(sub, "task", None) == task)
+    )
 
 
 class NlpArenaParser(LightningArgumentParser):
     """Turns jsonargparse's multi-line errors into one line naming the key and what is allowed."""
 
-    bases: ClassVar[dict[str, type]] = {"model": TranslationModel, "data": TranslationDataModule}
+    bases: ClassVar[dict[str, type]] = {"model": ArenaModel, "data": LightningDataModule}
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         raise ConfigError(self.one_line(message, ex)) from None
@@ -66,7 +72,7 @@ class NlpArenaParser(LightningArgumentParser):
         key = re.match(r'Parser key "([^"]+)"', message)
         given = re.search(r"Given value: (\S+)$", message)
         if key and given and key.group(1) in self.bases and "Expected a dot import path" in message:
-            names = [n for n in _choices(self.bases[key.group(1)]) if not n.endswith(("Model", "DataModule"))]
+            names = _choices(self.bases[key.group(1)])
             return f"--{key.group(1)} {given.group(1)}: unknown {key.group(1)}; choose one of {', '.join(names)}"
         noise = (
             "Given value type",
@@ -88,11 +94,13 @@ class NlpArenaCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
-            model_class=TranslationModel,
-            datamodule_class=TranslationDataModule,
+            model_class=ArenaModel,
+            datamodule_class=LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            trainer_defaults={"callbacks": [LearningRateMonitor(logging_interval="step"), AttentionMaps()]},
+            trainer_defaults={
+                "callbacks": [LearningRateMonitor(logging_interval="step"), AttentionMaps(), ConfusionMatrices()]
+            },
             save_config_kwargs={"overwrite": False},
             parser_class=NlpArenaParser,
             args=args,
@@ -100,7 +108,9 @@ class NlpArenaCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        for size in ("vocab_size", "pad_id"):
+        # Sizes the data decides; a link whose model has no such argument (num_classes of a translation model)
+        # is skipped by jsonargparse.
+        for size in ("vocab_size", "pad_id", "num_classes"):
             parser.link_arguments(f"data.{size}", f"model.init_args.{size}", apply_on="instantiate")
         parser.link_arguments("data.max_length", "model.init_args.max_len", apply_on="instantiate")
         parser.add_optimizer_args((Optimizer,))  # added here, not by LightningCLI, so that it can get a default
@@ -115,8 +125,16 @@ class NlpArenaCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Name an unnamed TensorBoard run `<data>/<model>`: logs/Reverse/Transformer/version_N."""
+        """Check that model and data belong to the same task; name an unnamed TensorBoard run `<data>/<model>`."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        model_class = _subclasses(ArenaModel).get(config.model.class_path)
+        data_class = _subclasses(LightningDataModule).get(config.data.class_path)
+        task, data_task = getattr(model_class, "task", None), getattr(data_class, "task", None)
+        if task and data_task and task != data_task:
+            raise ConfigError(
+                f"--model {model_class.__name__} trains on {task} data but --data {data_class.__name__} is "
+                f"{data_task} data; choose --data from {', '.join(_choices(LightningDataModule, task))}"
+            )
         logger = config.trainer.logger
         tensorboard = isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")
         if tensorboard and logger.init_args.name is None:

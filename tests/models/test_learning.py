@@ -53,7 +53,7 @@ MODELS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_each_model_learns_copy_to_95_percent_exact_match_and_translate_prints_its_output(model, capsys):
-    cli = NlpArenaCLI(args=["fit", *MODELS[model], *COPY, *QUIET])
+    cli = NlpArenaCLI(args=["fit", *COPY, *MODELS[model], *QUIET])
     assert cli.trainer.callback_metrics["val/exact_match"] >= 0.95
     (test,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path="last")
     assert test["test/exact_match"] >= 0.95

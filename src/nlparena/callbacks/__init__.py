@@ -1,5 +1,5 @@
 """Lightning callbacks: figures written to TensorBoard and to the run folder."""
 
-from nlparena.callbacks.figures import AttentionMaps
+from nlparena.callbacks.figures import AttentionMaps, ConfusionMatrices
 
-__all__ = ["AttentionMaps"]
+__all__ = ["AttentionMaps", "ConfusionMatrices"]

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+def run_folder(trainer: pl.Trainer) -> Path:
+    """The run's folder, read from the logger: `trainer.log_dir` is a broadcast under DDP, and only the
+    global-zero process draws, so calling it there alone would hang the others."""
+    return Path(getattr(trainer.logger, "log_dir", None) or trainer.default_root_dir)
+
+
 def attention_figure(weights: torch.Tensor, source: list[str], output: list[str], title: str) -> Figure:
     """Heatmap of weights (T, S): source tokens across, output tokens down."""
     from matplotlib.figure import Figure  # imported here: matplotlib costs start-up time to runs that draw nothing
@@ -37,7 +43,7 @@ class AttentionMaps(Callback):
     """Attention of the decoder over the source for the first examples of the validation / test split.
 
     Drawn each validation epoch to TensorBoard and at test also as PNG files in the run's folder
-    (`attention_maps/test_example0.png`). Works for any translation model whose network has
+    (`attention_maps/test_example0.png`). Works for any translation model (`task == "translation"`) whose network has
     `attention_weights(memory, tgt_in)` (Seq2SeqAttention, and the Transformer's last cross-attention);
     models without attention are left alone. Drawn by the global-zero process only: no metric, no sync.
     """
@@ -64,7 +70,8 @@ class AttentionMaps(Callback):
         net = getattr(pl_module, "net", None)
         datamodule = trainer.datamodule
         splits = getattr(datamodule, "splits", {})
-        if self.num_examples < 1 or not hasattr(net, "attention_weights") or stage not in splits:
+        translation = getattr(pl_module, "task", None) == "translation"
+        if self.num_examples < 1 or not translation or not hasattr(net, "attention_weights") or stage not in splits:
             return
         if not trainer.is_global_zero:
             return
@@ -72,7 +79,7 @@ class AttentionMaps(Callback):
         src = examples["src"].to(pl_module.device)
         out, weights = self.maps(pl_module, src)
         vocab = datamodule.vocab
-        folder = Path(trainer.log_dir or ".") / "attention_maps"
+        folder = run_folder(trainer) / "attention_maps"
         for i in range(src.shape[0]):
             source = [vocab.tokens[t] for t in src[i].tolist() if t != pl_module.pad_id]
             output = vocab.strings(out[i].tolist())
@@ -87,3 +94,73 @@ class AttentionMaps(Callback):
                 fig.savefig(folder / f"test_example{i}.png", dpi=120)
             if isinstance(trainer.logger, TensorBoardLogger):
                 trainer.logger.experiment.add_figure(f"{stage}/attention_map/{i}", fig, trainer.global_step)
+
+
+def confusion_figure(counts: torch.Tensor, class_names: list[str], title: str) -> Figure:
+    """Counts (C, C), true class down and predicted across, beside the same rows normalised to sum to 1."""
+    from matplotlib.figure import Figure
+
+    C = counts.shape[0]
+    rates = counts / counts.sum(1, keepdim=True).clamp(min=1)  # share of each true class: rows sum to 1
+    fig = Figure(figsize=(4.0 + 2.2 * C, 1.5 + 0.9 * C), layout="constrained")
+    for ax, values, name, fmt in zip(
+        fig.subplots(1, 2), (counts, rates), ("counts", "normalised by true class"), ("{:.0f}", "{:.2f}"), strict=True
+    ):
+        image = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
+        for i in range(C):
+            for j in range(C):
+                dark = values[i, j] > 0.5 * values.max()
+                ax.text(j, i, fmt.format(float(values[i, j])), ha="center", va="center", color="w" if dark else "k")
+        ax.set_xticks(range(C), class_names, rotation=45, ha="right")
+        ax.set_yticks(range(C), class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def counts_table(counts: torch.Tensor, class_names: list[str]) -> str:
+    """The confusion matrix as a markdown table (TensorBoard text): rows true, columns predicted."""
+    rows = ["| true \\ predicted | " + " | ".join(class_names) + " |", "|---" * (len(class_names) + 1) + "|"]
+    for name, row in zip(class_names, counts.long().tolist(), strict=True):
+        rows.append(f"| {name} | " + " | ".join(str(n) for n in row) + " |")
+    return "\n".join(rows)
+
+
+class ConfusionMatrices(Callback):
+    """The model's confusion matrix each validation epoch and at test: a figure (counts and normalised by true
+    class) and its counts as a text table in TensorBoard, and at test also `confusion_matrix_test.png`.
+
+    Works for any model with `val_metrics.confusion_matrix` / `test_metrics.confusion_matrix` (torchmetrics).
+    Every process computes the matrix (torchmetrics syncs the counts; computing on one process only would
+    hang the others); only the global-zero process draws and writes.
+    """
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._draw(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._draw(trainer, pl_module, "test")
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        metric = getattr(getattr(pl_module, f"{stage}_metrics", None), "confusion_matrix", None)
+        if metric is None:
+            return
+        counts = metric.compute().cpu()  # on every process: the sync is a collective
+        if not trainer.is_global_zero:
+            return
+        names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(counts.shape[0])]
+        fig = confusion_figure(
+            counts.float(), names, f"{type(pl_module).__name__}, {stage}, step {trainer.global_step}"
+        )
+        if stage == "test":
+            folder = run_folder(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            fig.savefig(folder / "confusion_matrix_test.png", dpi=120)
+        if isinstance(trainer.logger, TensorBoardLogger):
+            experiment = trainer.logger.experiment
+            experiment.add_text(f"{stage}/confusion_matrix_counts", counts_table(counts, names), trainer.global_step)
+            experiment.add_figure(f"{stage}/confusion_matrix", fig, trainer.global_step)

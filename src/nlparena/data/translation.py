@@ -1,79 +1,22 @@
 """LightningDataModules for the translation tasks: Copy, Reverse, Sort and LanguagePair.
 
 Each split is generated once in `setup()` from (seed, split); a batch is one slice of the
-split's tensors (`ShardedBatches` yields index lists, `TensorBatches` slices), so no per-example Python.
+split's tensors (see `data/splits.py`), so no per-example Python.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from nlparena.data.tasks import (
-    CopyTask,
-    LanguagePairTask,
-    ReverseTask,
-    SortTask,
-    SymbolTask,
-    sequence_keys,
-    split_generator,
-)
-from nlparena.data.vocab import PAD, Vocab
+from nlparena.data.splits import SplitDataModule, check_length_range, resolve_lengths
+from nlparena.data.tasks import CopyTask, LanguagePairTask, ReverseTask, SortTask, SymbolTask, split_generator
+from nlparena.data.vocab import Vocab
 from nlparena.errors import ConfigError
 
 
-class TensorBatches(Dataset):
-    """Tensors that share their first dimension; indexing with a list of indices returns a whole batch."""
-
-    def __init__(self, **tensors: torch.Tensor) -> None:
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return len(next(iter(self.tensors.values())))
-
-    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        idx = torch.as_tensor(indices)
-        batch = {name: t[idx] for name, t in self.tensors.items()}
-        for name in ("src", "tgt"):  # trim the padding columns that no example of this batch uses
-            width = int((batch[name] != PAD).sum(1).max())
-            batch[name] = batch[name][:, :width]
-        return batch
-
-
-class ShardedBatches(DistributedSampler):
-    """Yields lists of indices (whole batches): this process's share of a split.
-
-    Training order comes from (seed, epoch), so a resumed run sees the same batches as an
-    uninterrupted one, and every process agrees on it. Being a `DistributedSampler`, Lightning keeps
-    it under DDP (and calls `set_epoch`) instead of swapping in a per-example sampler. Evaluation
-    splits are shared out without padding, so no example is counted twice in a metric.
-    """
-
-    def __init__(
-        self, data: Dataset, batch_size: int, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0
-    ) -> None:
-        super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.batch_size = batch_size
-
-    def unpadded_share(self) -> range:
-        """This process's evaluation indices: every rank-th example, none repeated."""
-        return range(self.rank, len(self.dataset), self.num_replicas)
-
-    def __iter__(self):
-        # shuffled by (seed, epoch) and padded to equal shares for training; in order and unpadded otherwise
-        indices = list(super().__iter__()) if self.shuffle else list(self.unpadded_share())
-        for start in range(0, len(indices), self.batch_size):
-            yield indices[start : start + self.batch_size]
-
-    def __len__(self) -> int:
-        share = self.num_samples if self.shuffle else len(self.unpadded_share())
-        return -(-share // self.batch_size)
-
-
-class TranslationDataModule(pl.LightningDataModule):
+class TranslationDataModule(SplitDataModule):
     """Synthetic source -> target pairs, deterministic from `seed`.
 
     Args:
@@ -82,6 +25,10 @@ class TranslationDataModule(pl.LightningDataModule):
         test_lengths: (min, max) for test and predict; defaults to `val_lengths`. May exceed
             training lengths to measure length generalisation.
     """
+
+    task: ClassVar[str] = "translation"  # which models train on it (their `task` must match)
+    input_name: ClassVar[str] = "src"
+    trim: ClassVar[dict[str, str]] = {"src": "src", "tgt": "tgt"}
 
     def __init__(
         self,
@@ -95,32 +42,17 @@ class TranslationDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
-        val_lengths = val_lengths or train_lengths
-        test_lengths = test_lengths or val_lengths
-        self.lengths = {"train": tuple(train_lengths), "val": tuple(val_lengths), "test": tuple(test_lengths)}
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        super().__init__(batch_size, train_size, val_size, test_size, seed, num_workers)
+        self.lengths = resolve_lengths(train_lengths, val_lengths, test_lengths)
         self.task = self.build_task()
         self._check_settings()
-        self.splits: dict[str, TensorBatches] = {}
 
     def build_task(self) -> SymbolTask | LanguagePairTask:
         raise NotImplementedError
 
     def _check_settings(self) -> None:
-        for key, value in (
-            ("batch_size", self.batch_size),
-            *((f"{s}_size", n) for s, n in self.sizes.items()),
-        ):
-            if value < 1:
-                raise ConfigError(f"data.{key}={value}: must be at least 1")
-        lowest = self.task.min_length
-        for split, (lo, hi) in self.lengths.items():
-            if lo < lowest or hi < lo:
-                raise ConfigError(
-                    f"data.{split}_lengths=[{lo}, {hi}]: need {lowest} <= min <= max for {type(self).__name__}"
-                )
+        for split, lengths in self.lengths.items():
+            check_length_range(f"{split}_lengths", lengths, self.task.min_length, type(self).__name__)
         # Validation and test examples are removed from training; if they could fill half of all possible
         # sequences, what is left to train on no longer covers the task.
         capacity = self.task.capacity(*self.lengths["train"])
@@ -141,50 +73,14 @@ class TranslationDataModule(pl.LightningDataModule):
         return len(self.task.vocab)
 
     @property
-    def pad_id(self) -> int:
-        return PAD
-
-    @property
     def max_length(self) -> int:
         """Longest source or target sequence in any split (the model's positional table size)."""
         longest = max(hi for _, hi in self.lengths.values())
         return max(longest, self.task.max_target_length(longest))
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        held_out = {}
-        for split in ("val", "test"):
-            src, tgt = self.task.generate(split_generator(self.seed, split), self.sizes[split], *self.lengths[split])
-            held_out[split] = TensorBatches(src=src, tgt=tgt)
-        src, tgt = self.task.generate(split_generator(self.seed, "train"), self.sizes["train"], *self.lengths["train"])
-        seen = torch.cat([sequence_keys(s.tensors["src"]) for s in held_out.values()])
-        fresh = ~torch.isin(sequence_keys(src), seen)  # no validation or test source appears in training
-        self.splits = {"train": TensorBatches(src=src[fresh], tgt=tgt[fresh]), **held_out}
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        batches = ShardedBatches(self.splits[split], self.batch_size, shuffle, self.seed, world, rank)
-        return DataLoader(
-            self.splits[split],
-            sampler=batches,
-            batch_size=None,  # the sampler already yields whole batches
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def generate(self, split: str) -> dict[str, torch.Tensor]:
+        src, tgt = self.task.generate(split_generator(self.seed, split), self.sizes[split], *self.lengths[split])
+        return {"src": src, "tgt": tgt}
 
 
 class _SymbolData(TranslationDataModule):

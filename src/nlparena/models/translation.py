@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
@@ -16,6 +13,7 @@ from torchmetrics.text import BLEUScore
 
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
+from nlparena.models.base import ArenaModel
 from nlparena.models.metrics import BucketedMean
 from nlparena.networks.decoding import beam_search, greedy_decode
 from nlparena.networks.layers import shift_right
@@ -56,7 +54,7 @@ def ids_to_text(ids: torch.Tensor) -> list[str]:
     return texts
 
 
-class TranslationModel(pl.LightningModule):
+class TranslationModel(ArenaModel):
     """Shared training, decoding and metrics for every encoder-decoder; subclasses build `self.net`.
 
     Args:
@@ -70,6 +68,7 @@ class TranslationModel(pl.LightningModule):
     them here, so every argument is a config key of the subclass.
     """
 
+    task = "translation"
     headline_metric = "val/exact_match"
 
     def __init__(
@@ -100,11 +99,6 @@ class TranslationModel(pl.LightningModule):
         self.test_metrics = StageMetrics(vocab_size, pad_id, max_len)
         self.net: nn.Module
         self._samples: dict[str, torch.Tensor] = {}
-
-    def build(self, network: type[nn.Module]) -> nn.Module:
-        """The network, from this model's hyperparameters of the same names (after `save_hyperparameters`)."""
-        names = inspect.signature(network).parameters
-        return network(**{key: value for key, value in self.hparams.items() if key in names})
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V)."""
@@ -187,8 +181,8 @@ class TranslationModel(pl.LightningModule):
         ):
             rates = metric.compute()  # on every rank, after the sync, so every rank logs the same buckets
             for name, rate, empty in zip(metric.bucket_names(), rates, rates.isnan().tolist(), strict=True):
-                if not empty:
-                    self.log(f"{stage}/{key}/{name}", rate)
+                if not empty:  # equal on every process already; sync_dist (a mean of equal values) as Lightning expects
+                    self.log(f"{stage}/{key}/{name}", rate, sync_dist=True)
             metric.reset()
 
     def _log_samples(self, stage: str) -> None:
@@ -203,26 +197,6 @@ class TranslationModel(pl.LightningModule):
             ok = bool(((out == tgt) | (tgt == self.pad_id)).all())
             rows.append(f"| {show(src)} | {show(tgt)} | {show(out)} | {'yes' if ok else 'no'} |")
         self.logger.experiment.add_text(f"{stage}/samples", "\n".join(rows), self.global_step)
-
-    def configure_callbacks(self) -> list[Callback]:
-        """Keep the last checkpoint and the best by the headline metric (replaces a default ModelCheckpoint)."""
-        if not self.trainer.checkpoint_callbacks:
-            return []
-        return [
-            ModelCheckpoint(
-                monitor=self.headline_metric,
-                mode="max",
-                save_last=True,
-                filename="best-epoch{epoch:03d}-step{step}",
-                auto_insert_metric_name=False,
-            )
-        ]
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the token strings with the weights, so that `nlparena translate` reads and writes text."""
-        vocab = getattr(self.trainer.datamodule, "vocab", None)
-        if vocab is not None:
-            checkpoint["vocabulary"] = vocab.tokens
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""

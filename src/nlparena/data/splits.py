@@ -1,0 +1,168 @@
+"""What every data module shares: splits generated once from (seed, split), served as whole-batch slices.
+
+A subclass says how a split is generated (`generate`); `SplitDataModule.setup` keeps validation and test
+inputs out of training, `TensorBatches` slices a batch and trims its padding, `ShardedBatches` shares the
+batches out between processes, so determinism and DDP behave the same for every task.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from nlparena.data.tasks import sequence_keys
+from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
+
+
+class TensorBatches(Dataset):
+    """Tensors that share their first dimension; indexing with a list of indices returns a whole batch.
+
+    `trim` maps a tensor's name to the tensor whose PAD columns set its width in a batch: `{"src": "src"}`
+    trims a token tensor to its longest example; `{"segments": "ids"}` cuts segment ids (where 0 is a real
+    value) to the width of their tokens. Tensors not named keep their width.
+    """
+
+    def __init__(self, trim: dict[str, str] | None = None, **tensors: torch.Tensor) -> None:
+        self.trim = dict(trim or {})
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices)
+        batch = {name: t[idx] for name, t in self.tensors.items()}
+        # the padding columns that no example of this batch uses
+        widths = {ref: int((batch[ref] != PAD).sum(1).max()) for ref in set(self.trim.values())}
+        for name, ref in self.trim.items():
+            batch[name] = batch[name][:, : widths[ref]]
+        return batch
+
+
+class ShardedBatches(DistributedSampler):
+    """Yields lists of indices (whole batches): this process's share of a split.
+
+    Training order comes from (seed, epoch), so a resumed run sees the same batches as an
+    uninterrupted one, and every process agrees on it. Being a `DistributedSampler`, Lightning keeps
+    it under DDP (and calls `set_epoch`) instead of swapping in a per-example sampler. Evaluation
+    splits are shared out without padding, so no example is counted twice in a metric.
+    """
+
+    def __init__(
+        self, data: Dataset, batch_size: int, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.batch_size = batch_size
+
+    def unpadded_share(self) -> range:
+        """This process's evaluation indices: every rank-th example, none repeated."""
+        return range(self.rank, len(self.dataset), self.num_replicas)
+
+    def __iter__(self):
+        # shuffled by (seed, epoch) and padded to equal shares for training; in order and unpadded otherwise
+        indices = list(super().__iter__()) if self.shuffle else list(self.unpadded_share())
+        for start in range(0, len(indices), self.batch_size):
+            yield indices[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        share = self.num_samples if self.shuffle else len(self.unpadded_share())
+        return -(-share // self.batch_size)
+
+
+def resolve_lengths(
+    train: tuple[int, int], val: tuple[int, int] | None, test: tuple[int, int] | None
+) -> dict[str, tuple[int, int]]:
+    """Per-split (min, max) lengths: validation defaults to training's, test to validation's."""
+    val = val or train
+    test = test or val
+    return {"train": tuple(train), "val": tuple(val), "test": tuple(test)}
+
+
+def check_length_range(key: str, lengths: tuple[int, int], lowest: int, owner: str) -> None:
+    """ConfigError unless lowest <= min <= max."""
+    lo, hi = lengths
+    if lo < lowest or hi < lo:
+        raise ConfigError(f"data.{key}=[{lo}, {hi}]: need {lowest} <= min <= max for {owner}")
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """Train, val and test splits generated once in `setup()` from (seed, split); batches are slices.
+
+    Subclasses implement `generate(split)` (a dict of tensors with a shared first dimension), name the
+    model input `input_name` (a training example whose input equals a held-out one is dropped) and the
+    tensors `trim`med per batch (see `TensorBatches`).
+    """
+
+    input_name: ClassVar[str]
+    trim: ClassVar[dict[str, str]]
+
+    def __init__(
+        self, batch_size: int, train_size: int, val_size: int, test_size: int, seed: int, num_workers: int
+    ) -> None:
+        super().__init__()
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        for key, value in (("batch_size", batch_size), *((f"{s}_size", n) for s, n in self.sizes.items())):
+            if value < 1:
+                raise ConfigError(f"data.{key}={value}: must be at least 1")
+        self.splits: dict[str, TensorBatches] = {}
+
+    def generate(self, split: str) -> dict[str, torch.Tensor]:
+        """The tensors of one split, drawn from `split_generator(self.seed, split)` only."""
+        raise NotImplementedError
+
+    def input_keys(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N,) key per example; equal inputs get equal keys."""
+        return sequence_keys(tensors[self.input_name])
+
+    def check_distinct_inputs(self, capacity: int, lengths_key: str, lengths: tuple[int, int]) -> None:
+        """ConfigError if held-out inputs could take half of all possible ones (training would not cover the task)."""
+        held_out = self.sizes["val"] + self.sizes["test"]
+        if capacity < 2 * held_out:
+            raise ConfigError(
+                f"too few distinct inputs: {type(self).__name__} has only {capacity} with data.{lengths_key}="
+                f"{list(lengths)}, less than twice val_size + test_size = {held_out}; "
+                "raise the lengths or the lexicon sizes, or lower the held-out sizes"
+            )
+
+    @property
+    def pad_id(self) -> int:
+        return PAD
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        held_out = {split: self.generate(split) for split in ("val", "test")}
+        train = self.generate("train")
+        seen = torch.cat([self.input_keys(tensors) for tensors in held_out.values()])
+        fresh = ~torch.isin(self.input_keys(train), seen)  # no validation or test input appears in training
+        splits = {"train": {name: t[fresh] for name, t in train.items()}, **held_out}
+        self.splits = {split: TensorBatches(self.trim, **tensors) for split, tensors in splits.items()}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        batches = ShardedBatches(self.splits[split], self.batch_size, shuffle, self.seed, world, rank)
+        return DataLoader(
+            self.splits[split],
+            sampler=batches,
+            batch_size=None,  # the sampler already yields whole batches
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,225 @@
+"""Sequence classification systems: a shared base (loss, metrics) and one subclass per network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
+from nlparena.models.base import ArenaModel
+from nlparena.networks.bert import BertForClassification
+from nlparena.networks.rnn import RNNClassifier as RNNClassifierNetwork
+
+
+class ClassMetrics(nn.Module):
+    """One stage's metrics: accuracy; macro and per-class precision, recall, F1; the confusion matrix.
+
+    Every process updates them with its own share of the split; torchmetrics sums the states across
+    processes when they are computed, which every process does (never rank 0 alone: that deadlocks).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        checks: dict[str, Any] = {"validate_args": False}  # inputs come from this model, not from a user
+        self.accuracy = MulticlassAccuracy(num_classes, average="micro", **checks)
+        self.macro = nn.ModuleDict(
+            {
+                "precision": MulticlassPrecision(num_classes, average="macro", **checks),
+                "recall": MulticlassRecall(num_classes, average="macro", **checks),
+                "f1": MulticlassF1Score(num_classes, average="macro", **checks),
+            }
+        )
+        self.per_class = nn.ModuleDict(
+            {
+                "precision": MulticlassPrecision(num_classes, average=None, **checks),
+                "recall": MulticlassRecall(num_classes, average=None, **checks),
+                "f1": MulticlassF1Score(num_classes, average=None, **checks),
+            }
+        )
+        # Normalised by the figure, not here, so that the counts stay available.
+        self.confusion_matrix = MulticlassConfusionMatrix(num_classes, **checks)
+
+    def update(self, preds: torch.Tensor, labels: torch.Tensor) -> None:
+        for metric in (self.accuracy, *self.macro.values(), *self.per_class.values(), self.confusion_matrix):
+            metric.update(preds, labels)
+
+
+class ClassificationModel(ArenaModel):
+    """Shared training and metrics for every classifier; subclasses build `self.net` (ids, segments) -> logits.
+
+    Args:
+        vocab_size, max_len, num_classes, pad_id: set by the data module (linked by the CLI).
+        label_smoothing: mass moved from the gold class to the others in the loss.
+    """
+
+    task = "classification"
+    headline_metric = "val/macro_f1"
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        pad_id: int = PAD,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
+        self.num_classes, self.pad_id, self.label_smoothing = num_classes, pad_id, label_smoothing
+        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_metrics = ClassMetrics(num_classes)
+        self.test_metrics = ClassMetrics(num_classes)
+        self.net: nn.Module
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C)."""
+        return self.net(ids, segments)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["ids"], batch["segments"])
+        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
+        self.train_accuracy(logits.argmax(-1), batch["labels"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/accuracy", self.train_accuracy, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self(batch["ids"], batch["segments"]).argmax(-1)
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits = self(batch["ids"], batch["segments"])
+        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["labels"]), prog_bar=stage == "val", sync_dist=True)
+        m: ClassMetrics = getattr(self, f"{stage}_metrics")
+        m.update(logits.argmax(-1), batch["labels"])
+        # Logged as metric objects: Lightning computes them (synced across processes) at the epoch's end.
+        self.log(f"{stage}/accuracy", m.accuracy)
+        for name, metric in m.macro.items():
+            self.log(f"{stage}/macro_{name}", metric, prog_bar=stage == "val" and name == "f1")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_per_class("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_per_class("test")
+
+    def _log_per_class(self, stage: str) -> None:
+        """Per-class precision / recall / F1 as scalars `stage/f1/<class>`; the confusion matrix is a figure."""
+        m: ClassMetrics = getattr(self, f"{stage}_metrics")
+        names = getattr(self.trainer.datamodule, "class_names", None) or [str(i) for i in range(self.num_classes)]
+        for metric_name, metric in m.per_class.items():
+            values = metric.compute()  # on every process, after the sync
+            for class_name, value in zip(names, values, strict=True):
+                # Equal on every process already; sync_dist (a mean of equal values) is what Lightning expects.
+                self.log(f"{stage}/{metric_name}/{class_name}", value, sync_dist=True)
+            metric.reset()
+        m.confusion_matrix.reset()  # the ConfusionMatrices callback has drawn it by now (callbacks run first)
+
+
+class BertClassifier(ClassificationModel):
+    """BERT (Devlin et al. 2019) with a classification head, from scratch or from a BertPretraining checkpoint.
+
+    Args:
+        pooling: what the head reads: "pooler" (BERT's dense + tanh on [CLS], trained by NSP), "cls" (the
+            [CLS] state itself) or "mean" (mean of the real tokens' states).
+        pretrained: a BertPretraining checkpoint whose encoder (embeddings, layers, pooler) starts this model;
+            loaded when fitting starts, so resuming from this model's own checkpoint is unaffected.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        pad_id: int = PAD,
+        d_model: int = 128,
+        n_heads: int = 4,
+        num_layers: int = 2,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        pooling: Literal["pooler", "cls", "mean"] = "pooler",
+        pretrained: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_len, num_classes, pad_id, **kwargs)
+        if pretrained is not None and not Path(pretrained).is_file():
+            raise ConfigError(f"model.pretrained={pretrained}: no such file")
+        self.save_hyperparameters()
+        self.pretrained = pretrained
+        self.net = self.build(BertForClassification)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.pretrained is not None:
+            self.load_pretrained_encoder(self.pretrained)
+
+    def load_pretrained_encoder(self, path: str) -> tuple[list[str], list[str]]:
+        """Copy the encoder of a BertPretraining checkpoint into this model; returns (missing, unused) keys."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint["state_dict"]
+        ours = getattr(getattr(self._trainer, "datamodule", None), "vocab", None)
+        if ours is not None and checkpoint.get("vocabulary", ours.tokens) != ours.tokens:
+            raise ConfigError(
+                f"model.pretrained={path}: pre-trained on another vocabulary ({len(checkpoint['vocabulary'])} tokens, "
+                f"this data has {len(ours.tokens)}); give the data the pre-training corpus's lexicon sizes"
+            )
+        encoder = {key.removeprefix("net.bert."): value for key, value in state.items() if key.startswith("net.bert.")}
+        if not encoder:
+            raise ConfigError(f"model.pretrained={path}: no BERT encoder weights (net.bert.*) in this checkpoint")
+        # Pre-training inputs are sentence pairs, longer than most classification inputs: keep the positions used.
+        table = "embeddings.positions.table.weight"
+        own = self.net.bert.state_dict()[table].shape[0]
+        if table in encoder and encoder[table].shape[0] > own:
+            encoder[table] = encoder[table][:own]
+        try:
+            missing, unexpected = self.net.bert.load_state_dict(encoder, strict=False)
+        except RuntimeError as err:  # shapes differ: other sizes or another vocabulary
+            first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+            raise ConfigError(f"model.pretrained={path}: does not fit this model's sizes ({first})") from None
+        unused = sorted(unexpected) + sorted(k for k in state if not k.startswith("net.bert."))
+        rank_zero_info(
+            f"Loaded {len(encoder) - len(unexpected)} encoder tensors from {path}; "
+            f"missing (left as initialised): {sorted(missing) or 'none'}; not used: {unused or 'none'}"
+        )
+        return sorted(missing), unused
+
+
+class RNNClassifier(ClassificationModel):
+    """Bidirectional GRU/LSTM with attention pooling (Yang et al. 2016), to compare with BERT on the same data."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        pad_id: int = PAD,
+        embed_dim: int = 64,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["gru", "lstm"] = "gru",
+        dropout: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab_size, max_len, num_classes, pad_id, **kwargs)
+        self.save_hyperparameters()
+        self.net = self.build(RNNClassifierNetwork)

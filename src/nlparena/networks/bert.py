@@ -1,0 +1,216 @@
+"""BERT (Devlin et al. 2019): a post-norm Transformer encoder with MLM + NSP pre-training heads and a classifier.
+
+Shapes: B batch, S sequence length, D d_model, V vocabulary, N masked positions, C classes.
+Segment ids say which sentence of a pair a token is in: 0 for "[CLS] A [SEP]", 1 for "B [SEP]".
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
+from nlparena.networks.layers import LearnedPositions, check_heads
+from nlparena.networks.transformer import EncoderLayer
+
+POOLINGS = ("cls", "mean", "pooler")
+
+
+def init_bert_weights(module: nn.Module) -> None:
+    """BERT's initialisation, for `Module.apply`: normal(0, 0.02) weights, zero biases, a zero PAD embedding."""
+    # LayerNorm keeps PyTorch's default (weight 1, bias 0), which is also BERT's.
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+
+class BertEmbeddings(nn.Module):
+    """Token + learned position + segment embeddings, summed, then LayerNorm and dropout (no sqrt(D) scale)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        max_len: int,
+        num_segments: int = 2,
+        dropout: float = 0.0,
+        pad_id: int = PAD,
+    ) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.positions = LearnedPositions(d_model, max_len)  # refuses sequences longer than max_len
+        self.segments = nn.Embedding(num_segments, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """ids, segments (B, S) -> (B, S, D)."""
+        x = self.tokens(ids) + self.positions(ids.shape[1]) + self.segments(segments)
+        return self.dropout(self.norm(x))
+
+
+class Bert(nn.Module):
+    """BERT encoder: embeddings, post-norm encoder layers, and the pooler (dense + tanh on [CLS]) that NSP trains.
+
+    Args:
+        max_len: size of the positional table; longer sequences are refused.
+        num_segments: how many segment (sentence A / B) embeddings; 2 in BERT.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        d_model: int = 128,
+        n_heads: int = 4,
+        num_layers: int = 2,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        num_segments: int = 2,
+    ) -> None:
+        super().__init__()
+        sizes = {"d_model": d_model, "d_ff": d_ff, "num_layers": num_layers, "num_segments": num_segments}
+        for key, value in sizes.items():
+            if value < 1:
+                raise ConfigError(f"model.{key}={value}: must be at least 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
+        check_heads(d_model, n_heads)
+        self.pad_id = pad_id
+        self.embeddings = BertEmbeddings(vocab_size, d_model, max_len, num_segments, dropout, pad_id)
+        # BERT is post-norm: each residual block ends in a LayerNorm, so the stack needs no final one.
+        layer_args = (d_model, n_heads, d_ff, dropout)
+        self.layers = nn.ModuleList(EncoderLayer(*layer_args, norm_first=False) for _ in range(num_layers))
+        self.pooler = nn.Linear(d_model, d_model)  # inside Bert, so that a pre-trained pooler transfers with it
+        self.apply(init_bert_weights)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, S), segments (B, S) or None for a single sentence (all 0) -> states (B, S, D)."""
+        mask = ids != self.pad_id  # (B, S) True for real tokens: no token attends to PAD
+        x = self.embeddings(ids, torch.zeros_like(ids) if segments is None else segments)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+    def pool(self, states: torch.Tensor) -> torch.Tensor:
+        """BERT's pooled output: tanh(W h_CLS + b) of the first token's final state, (B, S, D) -> (B, D)."""
+        return torch.tanh(self.pooler(states[:, 0]))
+
+
+class MaskedLMHead(nn.Module):
+    """Dense -> GELU -> LayerNorm, then a decoder whose weight is the token embedding matrix, plus its own bias."""
+
+    def __init__(self, d_model: int, vocab_size: int, token_embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+        self.activation = nn.GELU()
+        self.norm = nn.LayerNorm(d_model)
+        self.decoder = nn.Linear(d_model, vocab_size)
+        self.apply(init_bert_weights)  # before tying, so that the embedding (and its zero PAD row) is left as it is
+        self.decoder.weight = token_embedding.weight  # (V, D): one Parameter, trained by both ends
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., V): every position of (B, S, D), or only the masked ones of (N, D)."""
+        return self.decoder(self.norm(self.activation(self.dense(states))))
+
+
+class BertForPretraining(nn.Module):
+    """BERT with its pre-training heads: masked-token prediction (MLM) and next-sentence prediction (NSP) on the pooler.
+
+    Args as in Bert.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        pad_id: int = PAD,
+        d_model: int = 128,
+        n_heads: int = 4,
+        num_layers: int = 2,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        num_segments: int = 2,
+    ) -> None:
+        super().__init__()
+        self.bert = Bert(vocab_size, max_len, pad_id, d_model, n_heads, num_layers, d_ff, dropout, num_segments)
+        self.mlm = MaskedLMHead(d_model, vocab_size, self.bert.embeddings.tokens)
+        self.nsp = nn.Linear(d_model, 2)
+        init_bert_weights(self.nsp)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids, segments (B, S) -> MLM logits (B, S, V) at every position, NSP logits (B, 2)."""
+        states = self.bert(ids, segments)
+        return self.mlm(states), self.nsp_logits(states)
+
+    def mlm_logits_at(self, states: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """MLM logits only where masked (B, S) is True: (N, V), in the order of `targets[masked]`.
+
+        The V-wide decoder is the costliest layer of a small BERT; running it on ~15% of the positions saves most of it.
+        """
+        return self.mlm(states[masked])  # states[masked]: (N, D)
+
+    def nsp_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """States (B, S, D) -> is-next-sentence logits (B, 2), from the pooled [CLS] state."""
+        return self.nsp(self.bert.pool(states))
+
+
+class BertForClassification(nn.Module):
+    """BERT with a linear classifier on one vector per sequence; `bert` loads the state dict of BertForPretraining.bert.
+
+    Args:
+        num_classes: at least 2.
+        pooling: the vector the classifier reads. "pooler": BERT's dense + tanh on [CLS], pre-trained by NSP;
+            "cls": the [CLS] final state itself; "mean": the mean final state over real (non-PAD) tokens.
+        Others as in Bert.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        pad_id: int = PAD,
+        d_model: int = 128,
+        n_heads: int = 4,
+        num_layers: int = 2,
+        d_ff: int = 256,
+        dropout: float = 0.1,
+        num_segments: int = 2,
+        pooling: Literal["pooler", "cls", "mean"] = "pooler",
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"model.pooling={pooling!r}: choose one of {list(POOLINGS)}")
+        if num_classes < 2:
+            raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
+        self.pooling = pooling
+        self.bert = Bert(vocab_size, max_len, pad_id, d_model, n_heads, num_layers, d_ff, dropout, num_segments)
+        # An unread pooler would get no gradient, which DDP refuses; frozen, it stays in the state dict all the same.
+        self.bert.pooler.requires_grad_(pooling == "pooler")
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_model, num_classes)
+        init_bert_weights(self.classifier)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """ids, segments (B, S) -> logits (B, C)."""
+        return self.classifier(self.dropout(self.summary(ids, self.bert(ids, segments))))
+
+    def summary(self, ids: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """The vector per sequence that the classifier reads, chosen by `pooling`: (B, S, D) -> (B, D)."""
+        if self.pooling == "pooler":
+            return self.bert.pool(states)
+        if self.pooling == "cls":
+            return states[:, 0]
+        real = (ids != self.bert.pad_id).unsqueeze(-1).to(states.dtype)  # (B, S, 1)
+        return (states * real).sum(1) / real.sum(1).clamp(min=1)

@@ -1,0 +1,150 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nlparena.cli import NlpArenaCLI
+from nlparena.models import BertClassifier
+from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, QUIET, run_cli
+
+TINY_BERT = [f"--model.d_model={D_MODEL}", f"--model.n_heads={HEADS}", f"--model.d_ff={D_FF}", "--model.num_layers=2"]
+TINY_CLASSIFIERS = {
+    "BertClassifier": ["--model=BertClassifier", *TINY_BERT],
+    "RNNClassifier": ["--model=RNNClassifier", "--model.embed_dim=10", "--model.hidden_size=6"],
+}
+TINY_SPLITS = ["--data.train_size=90", "--data.val_size=40", "--data.test_size=40", f"--data.batch_size={BATCH + 5}"]
+PRETRAIN = ["--model=BertPretraining", *TINY_BERT, "--data=Pretraining", *TINY_SPLITS, *QUIET]
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+def logged_counts(run_dir: Path, stage: str) -> torch.Tensor:
+    """The last confusion matrix a run logged, read back from its TensorBoard text table."""
+    text = events(run_dir).Tensors(f"{stage}/confusion_matrix_counts/text_summary")[-1].tensor_proto.string_val[0]
+    rows = text.decode().splitlines()[2:]
+    return torch.tensor([[int(n) for n in row.strip("|").split("|")[1:]] for row in rows])
+
+
+@pytest.mark.parametrize("data", ["Sentiment", "SentimentPair"])
+@pytest.mark.parametrize("model", TINY_CLASSIFIERS)
+def test_fast_dev_run_trains_validates_and_tests_every_classifier_on_every_task(model, data):
+    args = (*TINY_CLASSIFIERS[model], f"--data={data}", *TINY_SPLITS, *QUIET)
+    run_cli("fit", *args, "--trainer.fast_dev_run=2")
+    run_cli("test", *args, "--trainer.fast_dev_run=1")
+
+
+@pytest.mark.parametrize("pooling", ["pooler", "cls", "mean"])
+def test_every_pooling_choice_runs_training_steps(pooling):
+    args = (*TINY_CLASSIFIERS["BertClassifier"], f"--model.pooling={pooling}", "--data=Sentiment", *TINY_SPLITS)
+    run_cli("fit", *args, *QUIET, "--trainer.fast_dev_run=2")
+
+
+def test_bert_pretraining_logs_mlm_and_nsp_losses_and_accuracies():
+    run_cli("fit", *PRETRAIN, "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1")
+    tags = set(events(Path("logs/Pretraining/BertPretraining/version_0")).Tags()["scalars"])
+    for stage in ("train", "val"):
+        assert {f"{stage}/{name}" for name in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")} <= tags
+
+
+def test_logged_confusion_matrix_equals_the_hand_count_of_the_models_predictions():
+    args = [*TINY_CLASSIFIERS["BertClassifier"], "--data=Sentiment", *TINY_SPLITS, *QUIET]
+    cli = NlpArenaCLI(args=["fit", *args, "--trainer.max_epochs=1"])
+    run_dir = Path(cli.trainer.log_dir)
+    model, data = cli.model.eval(), cli.datamodule
+    val = data.splits["val"][list(range(len(data.splits["val"])))]
+    with torch.no_grad():
+        preds = model(val["ids"], val["segments"]).argmax(-1).tolist()
+    by_hand = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long)
+    for true, pred in zip(val["labels"].tolist(), preds, strict=True):
+        by_hand[true, pred] += 1
+    assert by_hand.sum() == len(preds) == 40
+    assert torch.equal(logged_counts(run_dir, "val"), by_hand)
+    assert len(events(run_dir).Images("val/confusion_matrix")) == 1
+    tags = set(events(run_dir).Tags()["scalars"])
+    names = data.class_names
+    assert {f"val/f1/{n}" for n in names} | {f"val/precision/{n}" for n in names} | {"val/macro_f1"} <= tags
+
+
+def test_test_run_writes_the_confusion_matrix_png():
+    args = [*TINY_CLASSIFIERS["RNNClassifier"], "--data=Sentiment", *TINY_SPLITS, *QUIET]
+    run_cli("fit", *args, "--trainer.max_epochs=1")
+    run_cli("test", *args, "--ckpt_path=logs/Sentiment/RNNClassifier/version_0/checkpoints/last.ckpt")
+    png = Path("logs/Sentiment/RNNClassifier/version_1/confusion_matrix_test.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_loading_a_pretraining_checkpoint_copies_the_encoder_weights_exactly():
+    run_cli("fit", *PRETRAIN, "--trainer.max_epochs=1")
+    ckpt = "logs/Pretraining/BertPretraining/version_0/checkpoints/last.ckpt"
+    pretrained = torch.load(ckpt, weights_only=True)["state_dict"]
+    # lr 0: the one training step leaves the weights as loaded
+    args = [*TINY_CLASSIFIERS["BertClassifier"], "--data=Sentiment", *TINY_SPLITS, *QUIET]
+    cli = NlpArenaCLI(
+        args=["fit", *args, f"--model.pretrained={ckpt}", "--optimizer.init_args.lr=0", "--trainer.max_steps=1"]
+    )
+    encoder = cli.model.net.bert.state_dict()
+    assert encoder.keys() == {k.removeprefix("net.bert.") for k in pretrained if k.startswith("net.bert.")}
+    for key, value in encoder.items():
+        saved = pretrained[f"net.bert.{key}"]
+        if key.endswith("positions.table.weight"):  # pre-training pairs are longer: the rows this data uses
+            assert value.shape[0] == cli.model.hparams.max_len < saved.shape[0]
+            saved = saved[: value.shape[0]]
+        assert torch.equal(value, saved), key
+    scratch = BertClassifier(
+        cli.model.hparams.vocab_size, cli.model.hparams.max_len, 4, d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF
+    )
+    missing, unused = scratch.load_pretrained_encoder(ckpt)
+    assert missing == [] and unused and all(k.startswith(("net.mlm", "net.nsp")) for k in unused)
+
+
+def test_a_classifier_on_translation_data_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_CLASSIFIERS["RNNClassifier"], "--data=Copy")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("nlparena: error: --model RNNClassifier trains on classification data but --data Copy")
+    assert not Path("logs").exists()
+
+
+def test_a_missing_pretrained_checkpoint_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_CLASSIFIERS["BertClassifier"], "--data=Sentiment", "--model.pretrained=nowhere.ckpt")
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1]
+        == "nlparena: error: model.pretrained=nowhere.ckpt: no such file"
+    )
+
+
+@pytest.mark.slow
+def test_two_process_ddp_gives_the_same_test_confusion_matrix_as_one_process():
+    args = [*TINY_CLASSIFIERS["BertClassifier"], "--data=SentimentPair", *TINY_SPLITS, *QUIET]
+    run_cli("fit", *args, "--trainer.max_epochs=1")
+    ckpt = "logs/SentimentPair/BertClassifier/version_0/checkpoints/last.ckpt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for devices in (1, 2):
+        command = ["test", *args, f"--ckpt_path={ckpt}", "--trainer.accelerator=cpu", f"--trainer.devices={devices}"]
+        if devices == 2:
+            command.append("--trainer.strategy=ddp")  # gloo on CPU; Lightning launches the second process
+        subprocess.run([sys.executable, "-m", "nlparena.cli", *command], check=True, env=env, timeout=300)
+    one, two = (logged_counts(Path(f"logs/SentimentPair/BertClassifier/version_{v}"), "test") for v in (1, 2))
+    assert one.sum() == 40  # every test example counted once, none twice
+    assert torch.equal(one, two)
+
+
+def test_fine_tuning_from_a_checkpoint_with_another_vocabulary_is_refused_in_one_line(capsys):
+    run_cli("fit", *PRETRAIN, "--trainer.max_epochs=1")
+    ckpt = "logs/Pretraining/BertPretraining/version_0/checkpoints/last.ckpt"
+    before = {str(p): p.stat().st_mtime_ns for p in Path("logs").rglob("*") if p.is_file()}
+    args = [*TINY_CLASSIFIERS["BertClassifier"], "--data=Sentiment", "--data.num_positive=9", *TINY_SPLITS, *QUIET]
+    with pytest.raises(SystemExit):
+        run_cli("fit", *args, f"--model.pretrained={ckpt}")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"nlparena: error: model.pretrained={ckpt}: pre-trained on another vocabulary")
+    assert before.items() <= {str(p): p.stat().st_mtime_ns for p in Path("logs").rglob("*") if p.is_file()}.items()
