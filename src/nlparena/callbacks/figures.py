@@ -153,9 +153,8 @@ class ConfusionMatrices(Callback):
         if not trainer.is_global_zero:
             return
         names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(counts.shape[0])]
-        fig = confusion_figure(
-            counts.float(), names, f"{type(pl_module).__name__}, {stage}, step {trainer.global_step}"
-        )
+        when = f", step {trainer.global_step}" if stage == "val" else ""
+        fig = confusion_figure(counts.float(), names, f"{type(pl_module).__name__}, {stage}{when}")
         if stage == "test":
             folder = run_folder(trainer)
             folder.mkdir(parents=True, exist_ok=True)
