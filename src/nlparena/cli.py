@@ -46,14 +46,14 @@ def _subclasses(base: type) -> dict[str, type]:
     return found
 
 
-def _choices(base: type, task: str | None = None) -> list[str]:
+def _choices(base: type, family: str | None = None) -> list[str]:
     """Names of our subclasses of `base` that `--model` / `--data` accept (for one task family if given)."""
     return sorted(
         sub.__name__
         for sub in set(_subclasses(base).values())
         if sub.__module__.startswith("nlparena.")
         and not sub.__name__.endswith(("Model", "DataModule"))
-        and (task is None or getattr(sub, "task", None) == task)
+        and (family is None or getattr(sub, "family", None) == family)
     )
 
 
@@ -125,15 +125,15 @@ class NlpArenaCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Check that model and data belong to the same task; name an unnamed TensorBoard run `<data>/<model>`."""
+        """Check that model and data belong to the same family; name an unnamed TensorBoard run `<data>/<model>`."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         model_class = _subclasses(ArenaModel).get(config.model.class_path)
         data_class = _subclasses(LightningDataModule).get(config.data.class_path)
-        task, data_task = getattr(model_class, "task", None), getattr(data_class, "task", None)
-        if task and data_task and task != data_task:
+        family, data_family = getattr(model_class, "family", None), getattr(data_class, "family", None)
+        if family and data_family and family != data_family:
             raise ConfigError(
-                f"--model {model_class.__name__} trains on {task} data but --data {data_class.__name__} is "
-                f"{data_task} data; choose --data from {', '.join(_choices(LightningDataModule, task))}"
+                f"--model {model_class.__name__} trains on {family} data but --data {data_class.__name__} is "
+                f"{data_family} data; choose --data from {', '.join(_choices(LightningDataModule, family))}"
             )
         logger = config.trainer.logger
         tensorboard = isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")

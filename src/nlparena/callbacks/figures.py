@@ -43,7 +43,7 @@ class AttentionMaps(Callback):
     """Attention of the decoder over the source for the first examples of the validation / test split.
 
     Drawn each validation epoch to TensorBoard and at test also as PNG files in the run's folder
-    (`attention_maps/test_example0.png`). Works for any translation model (`task == "translation"`) whose network has
+    (`attention_maps/test_example0.png`). Works for any translation model (`family == "translation"`) whose network has
     `attention_weights(memory, tgt_in)` (Seq2SeqAttention, and the Transformer's last cross-attention);
     models without attention are left alone. Drawn by the global-zero process only: no metric, no sync.
     """
@@ -70,7 +70,7 @@ class AttentionMaps(Callback):
         net = getattr(pl_module, "net", None)
         datamodule = trainer.datamodule
         splits = getattr(datamodule, "splits", {})
-        translation = getattr(pl_module, "task", None) == "translation"
+        translation = getattr(pl_module, "family", None) == "translation"
         if self.num_examples < 1 or not translation or not hasattr(net, "attention_weights") or stage not in splits:
             return
         if not trainer.is_global_zero:

@@ -61,7 +61,7 @@ class ClassificationDataModule(SplitDataModule):
             None keeps the task's own proportions.
     """
 
-    task: ClassVar[str] = "classification"  # which models train on it (their `task` must match)
+    family: ClassVar[str] = "classification"  # which models train on it (their `family` must match)
     input_name: ClassVar[str] = "ids"
     trim: ClassVar[dict[str, str]] = {"ids": "ids", "segments": "ids"}
 

@@ -125,7 +125,7 @@ class Pretraining(SplitDataModule):
         mask_rate: share of the non-special tokens chosen for MLM.
     """
 
-    task: ClassVar[str] = "pretraining"  # which models train on it (their `task` must match)
+    family: ClassVar[str] = "pretraining"  # which models train on it (their `family` must match)
     input_name: ClassVar[str] = "ids"
     trim: ClassVar[dict[str, str]] = {"ids": "ids", "segments": "ids", "mlm_labels": "ids"}
 

@@ -26,7 +26,7 @@ class TranslationDataModule(SplitDataModule):
             training lengths to measure length generalisation.
     """
 
-    task: ClassVar[str] = "translation"  # which models train on it (their `task` must match)
+    family: ClassVar[str] = "translation"  # which models train on it (their `family` must match)
     input_name: ClassVar[str] = "src"
     trim: ClassVar[dict[str, str]] = {"src": "src", "tgt": "tgt"}
 

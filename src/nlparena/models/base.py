@@ -13,11 +13,11 @@ from torch import nn
 class ArenaModel(pl.LightningModule):
     """Base of the models users pick with `--model`.
 
-    `task` says which data modules it trains on (their `task` must match); `headline_metric` is what
+    `family` says which data modules it trains on (their `family` must match); `headline_metric` is what
     checkpoints keep the best of and what reports compare.
     """
 
-    task: ClassVar[Literal["translation", "classification", "pretraining"]]
+    family: ClassVar[Literal["translation", "classification", "pretraining"]]
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[Literal["min", "max"]] = "max"
 

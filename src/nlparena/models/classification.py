@@ -65,7 +65,7 @@ class ClassificationModel(ArenaModel):
         label_smoothing: mass moved from the gold class to the others in the loss.
     """
 
-    task = "classification"
+    family = "classification"
     headline_metric = "val/macro_f1"
 
     def __init__(

@@ -23,7 +23,7 @@ class BertPretraining(ArenaModel):
         nsp_weight: weight of the NSP loss beside the MLM loss (1 in BERT).
     """
 
-    task = "pretraining"
+    family = "pretraining"
     headline_metric = "val/mlm_accuracy"
 
     def __init__(

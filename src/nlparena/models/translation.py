@@ -68,7 +68,7 @@ class TranslationModel(ArenaModel):
     them here, so every argument is a config key of the subclass.
     """
 
-    task = "translation"
+    family = "translation"
     headline_metric = "val/exact_match"
 
     def __init__(
