@@ -157,3 +157,13 @@ def test_translate_prints_one_line_per_input(capsys, copy_checkpoint):
     assert len(lines) == 2
     tokens = {str(i) for i in range(10)} | {"<sep>", "<cls>", "<mask>"}  # untrained: any token but PAD, BOS, EOS
     assert all(set(line.split()) <= tokens for line in lines), lines
+
+
+def test_a_warmup_longer_than_the_run_is_refused_in_one_line_before_training(capsys):
+    args = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", *args, "--trainer.callbacks+=Warmup", "--trainer.callbacks.steps=500")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "nlparena: error: Warmup: 500 warmup steps but the run has only 12 optimizer steps"
+    assert not list(Path("logs").rglob("*.ckpt"))

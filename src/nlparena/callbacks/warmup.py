@@ -1,0 +1,151 @@
+"""Learning-rate warmup as a callback that composes with any optimizer and any torch scheduler.
+
+The schedule formulas are pure functions of the optimizer step (tested against their closed forms);
+`Warmup` multiplies the learning rate the scheduler has set by the warmup factor for one optimizer step
+and puts the scheduler's value back right after the step (an optimizer step hook), so a scheduler that
+updates its lr from the previous one (StepLR, ExponentialLR, ...) never sees the warmed-up value. The
+factor depends only on `trainer.global_step`, which checkpoints restore: a run resumed mid-warmup
+continues the same curve.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from nlparena.errors import ConfigError
+
+WarmupMode = Literal["linear", "constant", "exponential"]
+
+
+def linear_warmup(step: int, warmup_steps: int, start_factor: float) -> float:
+    """Goyal et al.'s gradual warmup: from start_factor at step 0 up to 1 at `warmup_steps`, then 1."""
+    if step >= warmup_steps:
+        return 1.0
+    return start_factor + (1.0 - start_factor) * step / warmup_steps
+
+
+def constant_warmup(step: int, warmup_steps: int, start_factor: float) -> float:
+    """Goyal et al.'s constant warmup: start_factor for `warmup_steps` steps, then 1."""
+    return start_factor if step < warmup_steps else 1.0
+
+
+def exponential_warmup(step: int, warmup_steps: int, start_factor: float) -> float:
+    """Geometric growth from start_factor to 1 over `warmup_steps` steps, then 1."""
+    if step >= warmup_steps:
+        return 1.0
+    return start_factor ** (1.0 - step / warmup_steps)
+
+
+WARMUPS = {"linear": linear_warmup, "constant": constant_warmup, "exponential": exponential_warmup}
+
+
+def noam(step: int, d_model: int, warmup_steps: int) -> float:
+    """Vaswani et al.'s rate d_model^-0.5 * min(n^-0.5, n * warmup^-1.5) for optimizer step n = step + 1."""
+    n = step + 1
+    return d_model**-0.5 * min(n**-0.5, n * warmup_steps**-1.5)
+
+
+def inverse_sqrt(step: int, warmup_steps: int) -> float:
+    """Factor of fairseq's inverse_sqrt: linear from 1/warmup to 1 over warmup, then sqrt(warmup / n)."""
+    n = step + 1
+    return min(n / warmup_steps, math.sqrt(warmup_steps / n))
+
+
+class Noam(LambdaLR):
+    """The Noam schedule as a torch scheduler (step it per optimizer step): lr = base_lr * noam(step).
+
+    With the optimizer's lr at 1 (Vaswani et al.) the rate is exactly `noam`; `--lr_scheduler
+    nlparena.callbacks.warmup.Noam --lr_scheduler.d_model 128 --lr_scheduler.warmup_steps 4000`.
+    """
+
+    def __init__(self, optimizer: Optimizer, d_model: int, warmup_steps: int, last_epoch: int = -1) -> None:
+        if d_model < 1 or warmup_steps < 1:
+            raise ConfigError(f"Noam: d_model={d_model}, warmup_steps={warmup_steps}: both must be at least 1")
+        super().__init__(optimizer, lambda step: noam(step, d_model, warmup_steps), last_epoch)
+
+
+class InverseSqrt(LambdaLR):
+    """fairseq's inverse square root schedule as a torch scheduler (step it per optimizer step)."""
+
+    def __init__(self, optimizer: Optimizer, warmup_steps: int, last_epoch: int = -1) -> None:
+        if warmup_steps < 1:
+            raise ConfigError(f"InverseSqrt: warmup_steps={warmup_steps}: must be at least 1")
+        super().__init__(optimizer, lambda step: inverse_sqrt(step, warmup_steps), last_epoch)
+
+
+class Warmup(Callback):
+    """Warm the learning rate up over the first optimizer steps, on top of whatever scheduler the config has.
+
+    Args:
+        steps: warmup length in optimizer steps (after gradient accumulation); or
+        epochs: warmup length in epochs (converted with the number of optimizer steps per epoch).
+        mode: "linear" (gradual), "constant" or "exponential".
+        start_factor: the first step's fraction of the scheduled lr. Goyal et al. start the k-times-batch run at
+            the small-batch lr, i.e. start_factor = 1 / k; 0 starts from zero as transformers' warmup does.
+    """
+
+    def __init__(
+        self,
+        steps: int | None = None,
+        epochs: float | None = None,
+        mode: WarmupMode = "linear",
+        start_factor: float = 0.1,
+    ) -> None:
+        if (steps is None) == (epochs is None):
+            raise ConfigError("Warmup: give exactly one of steps and epochs")
+        if (steps is not None and steps < 1) or (epochs is not None and epochs <= 0):
+            raise ConfigError(f"Warmup: steps={steps}, epochs={epochs}: the warmup length must be positive")
+        if mode not in WARMUPS:
+            raise ConfigError(f"Warmup: mode={mode!r}: choose one of {sorted(WARMUPS)}")
+        if not 0.0 <= start_factor <= 1.0 or (mode == "exponential" and start_factor == 0.0):
+            raise ConfigError(f"Warmup: start_factor={start_factor}: must be in [0, 1] (above 0 for exponential)")
+        self.steps, self.epochs, self.mode, self.start_factor = steps, epochs, mode, start_factor
+        self.warmup_steps = steps or 0
+
+    def factor(self, step: int) -> float:
+        return WARMUPS[self.mode](step, self.warmup_steps, self.start_factor)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Convert epochs to optimizer steps and check the warmup fits in the run, before the first step."""
+        if self.epochs is not None:
+            per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+            self.warmup_steps = max(1, round(self.epochs * per_epoch))
+        total = trainer.estimated_stepping_batches
+        if math.isfinite(total) and self.warmup_steps > total:
+            raise ConfigError(
+                f"Warmup: {self.warmup_steps} warmup steps but the run has only {int(total)} optimizer steps"
+            )
+        # Undo the warmup right after each optimizer step: Lightning steps the schedulers before any callback
+        # hook runs again, and they must continue from their own value.
+        self._hooks = [optimizer.register_step_post_hook(self._restore) for optimizer in trainer.optimizers]
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for hook in getattr(self, "_hooks", []):
+            hook.remove()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
+        # Applied at batch start, so that a LearningRateMonitor listed after this callback logs the warmed lr;
+        # with gradient accumulation every micro-batch of one optimizer step sees the same factor.
+        factor = self.factor(trainer.global_step)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group.setdefault("scheduled_lr", group["lr"])
+                group["lr"] = group["scheduled_lr"] * factor
+
+    @staticmethod
+    def _restore(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        for group in optimizer.param_groups:
+            if "scheduled_lr" in group:
+                group["lr"] = group.pop("scheduled_lr")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"warmup_steps": self.warmup_steps, "mode": self.mode, "start_factor": self.start_factor}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.warmup_steps = state_dict["warmup_steps"]

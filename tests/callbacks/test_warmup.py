@@ -1,0 +1,146 @@
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+
+from nlparena.callbacks.warmup import (
+    InverseSqrt,
+    Noam,
+    Warmup,
+    constant_warmup,
+    exponential_warmup,
+    inverse_sqrt,
+    linear_warmup,
+    noam,
+)
+from nlparena.errors import ConfigError
+
+
+def test_warmup_factors_equal_their_closed_forms():
+    assert [linear_warmup(s, 4, 0.2) for s in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    assert [constant_warmup(s, 3, 0.25) for s in range(5)] == [0.25, 0.25, 0.25, 1.0, 1.0]
+    assert [exponential_warmup(s, 2, 0.01) for s in range(4)] == pytest.approx([0.01, 0.1, 1.0, 1.0])
+    assert noam(0, 16, 4) == pytest.approx(16**-0.5 * 1 * 4**-1.5)  # rising: n * warmup^-1.5
+    assert noam(8, 16, 4) == pytest.approx(16**-0.5 * 9**-0.5)  # falling: n^-0.5
+    assert [inverse_sqrt(s, 4) for s in (0, 3, 15)] == pytest.approx([0.25, 1.0, 0.5])
+
+
+class Regression(pl.LightningModule):
+    """A one-layer model on fixed random data, with the scheduler a test gives it, stepped every optimizer step."""
+
+    def __init__(self, scheduler: str) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 1)
+        self.scheduler = scheduler
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.mse_loss(self.layer(x), y)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        g = torch.Generator().manual_seed(0)
+        data = torch.utils.data.TensorDataset(torch.randn(32, 3, generator=g), torch.randn(32, 1, generator=g))
+        return torch.utils.data.DataLoader(data, batch_size=4)  # 8 steps per epoch
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=1.0)
+        schedulers = {
+            "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=16),
+            "step": lambda: torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5),
+            "noam": lambda: Noam(optimizer, d_model=16, warmup_steps=4),
+            "inverse_sqrt": lambda: InverseSqrt(optimizer, warmup_steps=4),
+        }
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedulers[self.scheduler](), "interval": "step"}}
+
+
+class LrRecorder(pl.Callback):
+    """The lr each optimizer step is taken with."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+def fit(scheduler: str, callbacks: list, max_steps: int = 16, ckpt_path: str | None = None, **trainer_args) -> list:
+    recorder = LrRecorder()
+    trainer = pl.Trainer(
+        max_steps=max_steps,
+        callbacks=[*callbacks, recorder],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **trainer_args,
+    )
+    trainer.fit(Regression(scheduler), ckpt_path=ckpt_path)
+    return recorder.lrs
+
+
+def test_linear_warmup_then_cosine_gives_the_closed_form_lr_at_every_step():
+    lrs = fit("cosine", [Warmup(steps=5, start_factor=0.1)])
+    expected = [linear_warmup(k, 5, 0.1) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(16)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_constant_warmup_then_step_decay_gives_the_closed_form_lr_at_every_step():
+    lrs = fit("step", [Warmup(steps=4, mode="constant", start_factor=0.25)])
+    expected = [constant_warmup(k, 4, 0.25) * 0.5 ** (k // 3) for k in range(16)]
+    assert lrs == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "closed_form"), [("noam", lambda k: noam(k, 16, 4)), ("inverse_sqrt", lambda k: inverse_sqrt(k, 4))]
+)
+def test_noam_and_inverse_sqrt_schedulers_give_the_closed_form_lr_at_every_step(scheduler, closed_form):
+    assert fit(scheduler, []) == pytest.approx([closed_form(k) for k in range(16)])
+
+
+def test_warmup_in_epochs_counts_optimizer_steps_after_accumulation():
+    lrs = fit("cosine", [Warmup(epochs=1, start_factor=0.0)], max_steps=8, accumulate_grad_batches=2)
+    # 8 batches an epoch, 2 per optimizer step: warmup lasts 4 steps
+    assert lrs[:5] == pytest.approx(
+        [linear_warmup(k, 4, 0.0) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(5)]
+    )
+
+
+class Interrupt(pl.Callback):
+    """Save a checkpoint after optimizer step `at` and stop, as a crash would."""
+
+    def __init__(self, at: int, path: str) -> None:
+        self.at, self.path = at, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.at:
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+
+def test_a_run_resumed_mid_warmup_gives_the_same_lr_sequence_as_an_uninterrupted_one(tmp_path):
+    whole = fit("cosine", [Warmup(steps=8)], default_root_dir=tmp_path)
+    ckpt = str(tmp_path / "step3.ckpt")
+    first = fit("cosine", [Warmup(steps=8), Interrupt(3, ckpt)], default_root_dir=tmp_path)
+    rest = fit("cosine", [Warmup(steps=8)], ckpt_path=ckpt, default_root_dir=tmp_path)
+    assert len(first) == 3 and len(rest) == 13
+    assert first + rest == pytest.approx(whole)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "give exactly one of steps and epochs"),
+        ({"steps": 0}, "the warmup length must be positive"),
+        ({"steps": 3, "mode": "cosine"}, "mode='cosine': choose one of"),
+        ({"steps": 3, "start_factor": -0.5}, "start_factor=-0.5: must be in [0, 1]"),
+    ],
+)
+def test_bad_warmup_settings_are_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        Warmup(**kwargs)
+
+
+def test_warmup_longer_than_the_run_is_refused_before_the_first_step():
+    with pytest.raises(ConfigError, match="20 warmup steps but the run has only 16 optimizer steps"):
+        fit("cosine", [Warmup(steps=20)])
