@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nlparena.cli import NlpArenaCLI
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
@@ -167,3 +168,29 @@ def test_a_warmup_longer_than_the_run_is_refused_in_one_line_before_training(cap
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "nlparena: error: Warmup: 500 warmup steps but the run has only 12 optimizer steps"
     assert not list(Path("logs").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(("interval", "halvings"), [("step", [0, 1, 2, 3]), ("epoch", [0, 0, 0, 0])])
+def test_the_scheduler_steps_per_optimizer_step_or_per_epoch_as_the_config_says(interval, halvings):
+    args = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_steps=4", "--trainer.log_every_n_steps=1"]
+    schedule = ["--lr_scheduler=StepLR", "--lr_scheduler.step_size=1", "--lr_scheduler.gamma=0.5"]
+    run_cli("fit", *args, *schedule, f"--lr_scheduler_interval={interval}")
+    acc = EventAccumulator("logs/Copy/Transformer/version_0")
+    acc.Reload()
+    lrs = [event.value for event in acc.Scalars("lr-AdamW")][:4]
+    assert lrs == pytest.approx([1e-3 * 0.5**h for h in halvings])
+
+
+def test_a_misspelt_scheduler_interval_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(
+            "fit",
+            *TINY_MODEL,
+            "--data=Copy",
+            "--lr_scheduler=StepLR",
+            "--lr_scheduler.step_size=1",
+            "--lr_scheduler_interval=steps",
+        )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "lr_scheduler_interval" in err and "'step', 'epoch'" in err and "steps" in err
+    assert not Path("logs").exists()

@@ -7,13 +7,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import ClassVar, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from torch.optim import Optimizer
 
 from nlparena.callbacks import AttentionMaps, ConfusionMatrices
@@ -114,6 +114,14 @@ class NlpArenaCLI(LightningCLI):
             parser.link_arguments(f"data.{size}", f"model.init_args.{size}", apply_on="instantiate")
         parser.link_arguments("data.max_length", "model.init_args.max_len", apply_on="instantiate")
         parser.add_optimizer_args((Optimizer,))  # added here, not by LightningCLI, so that it can get a default
+        # LightningCLI steps a scheduler once per epoch; a warmup or decay meant in steps needs "step". A Literal,
+        # so that a misspelt "steps" is an error instead of silently meaning "epoch".
+        parser.add_argument(
+            "--lr_scheduler_interval",
+            type=Literal["step", "epoch"],
+            default="epoch",
+            help="when the lr_scheduler steps: after every optimizer step or every epoch",
+        )
         parser.set_defaults(
             {
                 "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
@@ -123,6 +131,20 @@ class NlpArenaCLI(LightningCLI):
                 },
             }
         )
+
+    def configure_optimizers(
+        self, lightning_module: LightningModule, optimizer: Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
+    ) -> Any:
+        """The optimizer and scheduler of the config; the scheduler steps per `lr_scheduler_interval`."""
+        if lr_scheduler is None:
+            return optimizer
+        scheduler: dict[str, Any] = {
+            "scheduler": lr_scheduler,
+            "interval": self._get(self.config, "lr_scheduler_interval"),
+        }
+        if isinstance(lr_scheduler, ReduceLROnPlateau):
+            scheduler["monitor"] = lr_scheduler.monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def before_instantiate_classes(self) -> None:
         """Check that model and data belong to the same family; name an unnamed TensorBoard run `<data>/<model>`."""
