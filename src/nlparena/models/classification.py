@@ -21,7 +21,7 @@ from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
 from nlparena.models.base import ArenaModel
 from nlparena.networks.bert import BertForClassification
-from nlparena.networks.rnn import RNNClassifier as RNNClassifierNetwork
+from nlparena.networks.rnn_classifier import RNNClassifier as RNNClassifierNetwork
 
 
 class ClassMetrics(nn.Module):

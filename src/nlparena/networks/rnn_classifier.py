@@ -1,0 +1,79 @@
+"""RNNClassifier: a bidirectional GRU/LSTM with attention pooling, the RNN side of the classification comparison.
+
+Shapes: B batch, S sequence length, C classes, Hd = hidden_size * 2: the width of the encoder outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
+from nlparena.networks.rnn import RNNEncoder, check_rnn_settings
+
+
+class AttentionPooling(nn.Module):
+    """Weighted sum of states, scored v^T tanh(W h_j + b) against a learned v (Yang et al. 2016, Lin et al. 2017)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(size, size)  # W, b
+        self.score = nn.Linear(size, 1, bias=False)  # v: a learned query, "which tokens decide the class"
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """states (B, S, Hd), mask (B, S) True for real tokens -> pooled (B, Hd), weights (B, S), 0 on PAD."""
+        scores = self.score(torch.tanh(self.proj(states))).squeeze(-1)  # (B, S)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return (weights.unsqueeze(1) @ states).squeeze(1), weights  # (B, 1, S) @ (B, S, Hd) -> (B, Hd)
+
+
+class RNNClassifier(nn.Module):
+    """Bidirectional GRU/LSTM over packed sequences, attention pooling of its states, dropout, a linear classifier.
+
+    Args:
+        max_len: kept for the interface shared with BertForClassification; an RNN has no positional table.
+        hidden_size: per direction; the pooled vector is hidden_size * 2 wide.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        pad_id: int = PAD,
+        embed_dim: int = 64,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["gru", "lstm"] = "gru",
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        check_rnn_settings(embed_dim, hidden_size, num_layers, cell, dropout)
+        if num_classes < 2:
+            raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
+        self.pad_id, self.max_len = pad_id, max_len
+        self.encoder = RNNEncoder(vocab_size, embed_dim, hidden_size, num_layers, True, cell, dropout, pad_id)
+        self.pooling = AttentionPooling(2 * hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden_size, num_classes)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, S) -> logits (B, C).
+
+        `segments` is accepted so that every classifier is called alike, and ignored: the RNN reads a pair's
+        boundary from its SEP token.
+        """
+        pooled, _ = self.attend(ids)
+        return self.classifier(self.dropout(pooled))
+
+    def attention_weights(self, ids: torch.Tensor) -> torch.Tensor:
+        """How much each token counts in the pooled vector: (B, S), summing to 1 over real tokens, 0 on PAD."""
+        return self.attend(ids)[1]
+
+    def attend(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, S) -> pooled encoder states (B, Hd) and their attention weights (B, S)."""
+        states, _, _ = self.encoder(ids)  # (B, S, Hd), 0 at PAD
+        return self.pooling(states, ids != self.pad_id)
