@@ -10,6 +10,15 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
 
+def cut_positional_tables(state: dict[str, Any], size: int) -> list[str]:
+    """Cut the learned positional tables of a state dict to `size` rows (rows beyond the data's lengths are
+    never read); returns the keys of the tables that are shorter than `size`, which no cut can fit."""
+    tables = [key for key in state if key.endswith("positions.table.weight")]  # LearnedPositions in layers.py
+    for key in tables:
+        state[key] = state[key][:size]
+    return [key for key in tables if state[key].shape[0] < size]
+
+
 class ArenaModel(pl.LightningModule):
     """Base of the models users pick with `--model`.
 

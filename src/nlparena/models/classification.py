@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.models.base import ArenaModel
+from nlparena.models.base import ArenaModel, cut_positional_tables
 from nlparena.networks.bert import BertForClassification
 from nlparena.networks.rnn_classifier import RNNClassifier as RNNClassifierNetwork
 
@@ -187,10 +187,8 @@ class BertClassifier(ClassificationModel):
         if not encoder:
             raise ConfigError(f"model.pretrained={path}: no BERT encoder weights (net.bert.*) in this checkpoint")
         # Pre-training inputs are sentence pairs, longer than most classification inputs: keep the positions used.
-        table = "embeddings.positions.table.weight"
-        own = self.net.bert.state_dict()[table].shape[0]
-        if table in encoder and encoder[table].shape[0] > own:
-            encoder[table] = encoder[table][:own]
+        # A shorter table stays as it is and fails the size check below.
+        cut_positional_tables(encoder, self.hparams.max_len)
         try:
             missing, unexpected = self.net.bert.load_state_dict(encoder, strict=False)
         except RuntimeError as err:  # shapes differ: other sizes or another vocabulary

@@ -13,7 +13,7 @@ from torchmetrics.text import BLEUScore
 
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
-from nlparena.models.base import ArenaModel
+from nlparena.models.base import ArenaModel, cut_positional_tables
 from nlparena.models.metrics import BucketedMean
 from nlparena.networks.decoding import beam_search, greedy_decode
 from nlparena.networks.layers import shift_right
@@ -201,14 +201,13 @@ class TranslationModel(ArenaModel):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.endswith("positions.table.weight")]:
-            saved = state[key].shape[0]
-            if saved < self.max_len:
-                raise ConfigError(
-                    f"the checkpoint's learned positional table holds {saved} positions but the data needs "
-                    f"{self.max_len}: shorten data.*_lengths to at most {saved - 1}, or train with longer ones"
-                )
-            state[key] = state[key][: self.max_len]  # positions beyond this data's lengths are never read
+        short = cut_positional_tables(state, self.max_len)
+        if short:
+            saved = state[short[0]].shape[0]
+            raise ConfigError(
+                f"the checkpoint's learned positional table holds {saved} positions but the data needs "
+                f"{self.max_len}: shorten data.*_lengths to at most {saved - 1}, or train with longer ones"
+            )
 
 
 class Transformer(TranslationModel):
