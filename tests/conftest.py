@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,3 +58,12 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 def run_cli(*args: str) -> None:
     """Run `nlparena ARGS` in this process."""
     main(list(args))
+
+
+def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar a run logged to TensorBoard: tag -> [(step, value), ...]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(event.step, event.value) for event in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

@@ -89,10 +89,11 @@ class NlpArenaParser(LightningArgumentParser):
 class NlpArenaCLI(LightningCLI):
     """`nlparena fit|validate|test|predict`; every constructor argument is a config key.
 
-    `nlparena translate` is handled by `translate` before this class is reached.
+    `nlparena translate` and `nlparena schedule` are handled before this class is reached.
     """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": False})
         super().__init__(
             model_class=ArenaModel,
             datamodule_class=LightningDataModule,
@@ -101,10 +102,10 @@ class NlpArenaCLI(LightningCLI):
             trainer_defaults={
                 "callbacks": [LearningRateMonitor(logging_interval="step"), AttentionMaps(), ConfusionMatrices()]
             },
-            save_config_kwargs={"overwrite": False},
             parser_class=NlpArenaParser,
             args=args,
             run=run,
+            **kwargs,
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -164,14 +165,16 @@ class NlpArenaCLI(LightningCLI):
             logger.init_args.name = f"{data}/{model}"
 
 
-class _OneLineArgumentParser(argparse.ArgumentParser):
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse for the subcommands that are not LightningCLI's: a bad option is a ConfigError (one line)."""
+
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
+        raise ConfigError(f"{self.prog}: {message}")
 
 
 def translate(args: list[str]) -> None:
     """`nlparena translate --ckpt_path PATH "3 9 4 1" ...`: print the model's translation of each input."""
-    parser = _OneLineArgumentParser(prog="nlparena translate", description="Translate with a trained checkpoint.")
+    parser = OneLineArgumentParser(prog="nlparena translate", description="Translate with a trained checkpoint.")
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `nlparena fit`")
     parser.add_argument("--decode", choices=["greedy", "beam"], help="default: the model's own setting")
     parser.add_argument("--beam_size", type=int)
@@ -222,6 +225,10 @@ def main(args: list[str] | None = None) -> None:
     try:
         if args[:1] == ["translate"]:
             translate(args[1:])
+        elif args[:1] == ["schedule"]:
+            from nlparena.schedule import schedule  # imports this module
+
+            schedule(args[1:])
         else:
             NlpArenaCLI(args=args)
     except Exception as err:

@@ -1,4 +1,8 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -7,6 +11,7 @@ from torch import nn
 
 from nlparena.callbacks.warmup import (
     InverseSqrt,
+    LinearScaling,
     Noam,
     Warmup,
     constant_warmup,
@@ -16,6 +21,7 @@ from nlparena.callbacks.warmup import (
     noam,
 )
 from nlparena.errors import ConfigError
+from tests.conftest import QUIET, scalars
 
 
 def test_warmup_factors_equal_their_closed_forms():
@@ -42,7 +48,7 @@ class Regression(pl.LightningModule):
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         g = torch.Generator().manual_seed(0)
         data = torch.utils.data.TensorDataset(torch.randn(32, 3, generator=g), torch.randn(32, 1, generator=g))
-        return torch.utils.data.DataLoader(data, batch_size=4)  # 8 steps per epoch
+        return torch.utils.data.DataLoader(data, batch_size=4)  # 8 steps per epoch (the batch LinearScaling reads)
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=1.0)
@@ -99,10 +105,10 @@ def test_noam_and_inverse_sqrt_schedulers_give_the_closed_form_lr_at_every_step(
 
 
 def test_warmup_in_epochs_counts_optimizer_steps_after_accumulation():
-    lrs = fit("cosine", [Warmup(epochs=1, start_factor=0.0)], max_steps=8, accumulate_grad_batches=2)
+    lrs = fit("cosine", [Warmup(epochs=1, start_factor=0.05)], max_steps=8, accumulate_grad_batches=2)
     # 8 batches an epoch, 2 per optimizer step: warmup lasts 4 steps
     assert lrs[:5] == pytest.approx(
-        [linear_warmup(k, 4, 0.0) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(5)]
+        [linear_warmup(k, 4, 0.05) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(5)]
     )
 
 
@@ -133,7 +139,9 @@ def test_a_run_resumed_mid_warmup_gives_the_same_lr_sequence_as_an_uninterrupted
         ({}, "give exactly one of steps and epochs"),
         ({"steps": 0}, "the warmup length must be positive"),
         ({"steps": 3, "mode": "cosine"}, "mode='cosine': choose one of"),
-        ({"steps": 3, "start_factor": -0.5}, "start_factor=-0.5: must be in [0, 1]"),
+        ({"steps": 3, "start_factor": -0.5}, "start_factor=-0.5: must be in (0, 1]"),
+        ({"steps": 3, "start_factor": 0.0}, "start_factor=0.0: must be in (0, 1]"),
+        ({"epochs": -1.0}, "the warmup length must be positive"),
     ],
 )
 def test_bad_warmup_settings_are_refused(kwargs, message):
@@ -144,3 +152,57 @@ def test_bad_warmup_settings_are_refused(kwargs, message):
 def test_warmup_longer_than_the_run_is_refused_before_the_first_step():
     with pytest.raises(ConfigError, match="20 warmup steps but the run has only 16 optimizer steps"):
         fit("cosine", [Warmup(steps=20)])
+
+
+def test_linear_scaling_multiplies_the_scheduled_lr_by_effective_over_reference_batch():
+    # batch 4 × 1 device × 1 node × 2 accumulated = 8 = 4 × the reference batch of 2
+    lrs = fit("cosine", [LinearScaling(reference_batch_size=2)], max_steps=8, accumulate_grad_batches=2)
+    assert lrs == pytest.approx([4 * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(8)])
+
+
+def test_gradual_warmup_from_the_small_batch_lr_up_to_the_scaled_lr():
+    # Goyal et al.: the k-times batch starts at the small-batch lr (start_factor 1/k) and climbs to k × lr
+    callbacks = [LinearScaling(reference_batch_size=1), Warmup(steps=6, start_factor=0.25)]
+    lrs = fit("step", callbacks)
+    assert lrs[0] == pytest.approx(1.0)
+    assert lrs == pytest.approx([4 * linear_warmup(k, 6, 0.25) * 0.5 ** (k // 3) for k in range(16)])
+
+
+def test_a_scaled_run_resumed_mid_warmup_is_not_scaled_twice(tmp_path):
+    def callbacks() -> list:
+        return [LinearScaling(reference_batch_size=2), Warmup(steps=8)]
+
+    whole = fit("cosine", callbacks(), default_root_dir=tmp_path)
+    ckpt = str(tmp_path / "step5.ckpt")
+    first = fit("cosine", [*callbacks(), Interrupt(5, ckpt)], default_root_dir=tmp_path)
+    rest = fit("cosine", callbacks(), ckpt_path=ckpt, default_root_dir=tmp_path)
+    assert first + rest == pytest.approx(whole)
+    assert whole == pytest.approx(
+        [2 * linear_warmup(k, 8, 0.1) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(16)]
+    )
+
+
+def test_a_zero_or_negative_reference_batch_is_refused():
+    with pytest.raises(ConfigError, match="reference_batch_size=0: must be at least 1"):
+        LinearScaling(reference_batch_size=0)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_counts_devices_and_accumulation_in_the_effective_batch():
+    tiny = ["--model=Transformer", "--model.d_model=16", "--model.n_heads=2", "--model.d_ff=24"]
+    data = ["--data=Copy", "--data.train_size=96", "--data.val_size=8", "--data.test_size=8", "--data.batch_size=4"]
+    scaling = ["--trainer.callbacks+=LinearScaling", "--trainer.callbacks.reference_batch_size=8"]
+    trainer = ["--trainer.accelerator=cpu", "--trainer.max_steps=4", "--trainer.log_every_n_steps=1", *QUIET]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for devices in (1, 2):
+        command = ["fit", *tiny, *data, *scaling, *trainer, f"--trainer.devices={devices}", "--optimizer.lr=0.01"]
+        command += ["--trainer.accumulate_grad_batches=3", f"--trainer.logger.init_args.version=d{devices}"]
+        if devices == 2:
+            command.append("--trainer.strategy=ddp")  # gloo on CPU; Lightning launches the second process
+        subprocess.run([sys.executable, "-m", "nlparena.cli", *command], check=True, env=env, timeout=300)
+    one, two = (scalars(Path(f"logs/Copy/Transformer/d{devices}")) for devices in (1, 2))
+    # 4 per process × 3 accumulated = 12 on one device, 24 on two: lr 0.01 × 12/8 and × 24/8
+    assert one["lr_scaling/effective_batch_size"] == [(0, 12.0)]
+    assert two["lr_scaling/effective_batch_size"] == [(0, 24.0)]
+    assert one["lr-AdamW"][0][1] == pytest.approx(0.015)
+    assert two["lr-AdamW"][0][1] == pytest.approx(0.03)

@@ -1,6 +1,6 @@
-"""Lightning callbacks: learning-rate warmup, and figures written to TensorBoard and to the run folder."""
+"""Lightning callbacks: learning-rate warmup and scaling, and figures written to TensorBoard and to the run folder."""
 
 from nlparena.callbacks.figures import AttentionMaps, ConfusionMatrices
-from nlparena.callbacks.warmup import InverseSqrt, Noam, Warmup
+from nlparena.callbacks.warmup import InverseSqrt, LinearScaling, LRFactor, Noam, Warmup
 
-__all__ = ["AttentionMaps", "ConfusionMatrices", "InverseSqrt", "Noam", "Warmup"]
+__all__ = ["AttentionMaps", "ConfusionMatrices", "InverseSqrt", "LRFactor", "LinearScaling", "Noam", "Warmup"]

@@ -1,11 +1,13 @@
-"""Learning-rate warmup as a callback that composes with any optimizer and any torch scheduler.
+"""Learning-rate warmup and the linear scaling rule, as callbacks that compose with any optimizer and any
+torch scheduler.
 
-The schedule formulas are pure functions of the optimizer step (tested against their closed forms);
-`Warmup` multiplies the learning rate the scheduler has set by the warmup factor for one optimizer step
-and puts the scheduler's value back right after the step (an optimizer step hook), so a scheduler that
-updates its lr from the previous one (StepLR, ExponentialLR, ...) never sees the warmed-up value. The
-factor depends only on `trainer.global_step`, which checkpoints restore: a run resumed mid-warmup
-continues the same curve.
+The schedule formulas are pure functions of the optimizer step (tested against their closed forms). The
+callbacks (`LRFactor`) multiply the learning rate the scheduler has set by their factor for one optimizer step
+and put the scheduler's value back right after the step (an optimizer step hook), so a scheduler that
+updates its lr from the previous one (StepLR, ExponentialLR, ...) never sees the multiplied value, and no
+scheduler's internal state (base_lrs, OneCycleLR's max_lr, ...) is touched. The factors depend only on
+`trainer.global_step` and the Trainer's settings, which a resumed run has again: a run resumed mid-warmup
+continues the same curve and a scaled lr is never scaled twice.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -79,7 +82,45 @@ class InverseSqrt(LambdaLR):
         super().__init__(optimizer, lambda step: inverse_sqrt(step, warmup_steps), last_epoch)
 
 
-class Warmup(Callback):
+class LRFactor(Callback):
+    """Base of the callbacks that multiply the scheduled learning rate by `factor(trainer)` at every step.
+
+    Several compose: the lr of a step is the scheduler's lr times the product of their factors. Applied at
+    batch start, so that a LearningRateMonitor listed after them (LightningCLI puts the config's callbacks
+    first) logs the lr the step is taken with; with gradient accumulation every micro-batch of one optimizer
+    step sees the same factor.
+    """
+
+    def factor(self, trainer: pl.Trainer) -> float:
+        raise NotImplementedError
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Undo the factors right after each optimizer step: Lightning steps the schedulers before any callback
+        # hook runs again, and they must continue from their own value.
+        self._hooks = [optimizer.register_step_post_hook(self._restore) for optimizer in trainer.optimizers]
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for hook in getattr(self, "_hooks", []):
+            hook.remove()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
+        factor = self.factor(trainer)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group.setdefault("scheduled_lr", group["lr"])
+                factors = group.setdefault("lr_factors", {})
+                factors[self.state_key] = factor
+                group["lr"] = group["scheduled_lr"] * math.prod(factors.values())
+
+    @staticmethod
+    def _restore(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        for group in optimizer.param_groups:
+            if "scheduled_lr" in group:
+                group["lr"] = group.pop("scheduled_lr")
+                group.pop("lr_factors", None)
+
+
+class Warmup(LRFactor):
     """Warm the learning rate up over the first optimizer steps, on top of whatever scheduler the config has.
 
     Args:
@@ -87,7 +128,8 @@ class Warmup(Callback):
         epochs: warmup length in epochs (converted with the number of optimizer steps per epoch).
         mode: "linear" (gradual), "constant" or "exponential".
         start_factor: the first step's fraction of the scheduled lr. Goyal et al. start the k-times-batch run at
-            the small-batch lr, i.e. start_factor = 1 / k; 0 starts from zero as transformers' warmup does.
+            the small-batch lr, i.e. start_factor = 1 / k; transformers' warmup starts from 0, a step that does
+            nothing, so 0 is refused: a small factor such as 1 / steps comes close.
     """
 
     def __init__(
@@ -103,13 +145,13 @@ class Warmup(Callback):
             raise ConfigError(f"Warmup: steps={steps}, epochs={epochs}: the warmup length must be positive")
         if mode not in WARMUPS:
             raise ConfigError(f"Warmup: mode={mode!r}: choose one of {sorted(WARMUPS)}")
-        if not 0.0 <= start_factor <= 1.0 or (mode == "exponential" and start_factor == 0.0):
-            raise ConfigError(f"Warmup: start_factor={start_factor}: must be in [0, 1] (above 0 for exponential)")
+        if not 0.0 < start_factor <= 1.0:
+            raise ConfigError(f"Warmup: start_factor={start_factor}: must be in (0, 1]")
         self.steps, self.epochs, self.mode, self.start_factor = steps, epochs, mode, start_factor
         self.warmup_steps = steps or 0
 
-    def factor(self, step: int) -> float:
-        return WARMUPS[self.mode](step, self.warmup_steps, self.start_factor)
+    def factor(self, trainer: pl.Trainer) -> float:
+        return WARMUPS[self.mode](trainer.global_step, self.warmup_steps, self.start_factor)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Convert epochs to optimizer steps and check the warmup fits in the run, before the first step."""
@@ -121,31 +163,68 @@ class Warmup(Callback):
             raise ConfigError(
                 f"Warmup: {self.warmup_steps} warmup steps but the run has only {int(total)} optimizer steps"
             )
-        # Undo the warmup right after each optimizer step: Lightning steps the schedulers before any callback
-        # hook runs again, and they must continue from their own value.
-        self._hooks = [optimizer.register_step_post_hook(self._restore) for optimizer in trainer.optimizers]
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for hook in getattr(self, "_hooks", []):
-            hook.remove()
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
-        # Applied at batch start, so that a LearningRateMonitor listed after this callback logs the warmed lr;
-        # with gradient accumulation every micro-batch of one optimizer step sees the same factor.
-        factor = self.factor(trainer.global_step)
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group.setdefault("scheduled_lr", group["lr"])
-                group["lr"] = group["scheduled_lr"] * factor
-
-    @staticmethod
-    def _restore(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        for group in optimizer.param_groups:
-            if "scheduled_lr" in group:
-                group["lr"] = group.pop("scheduled_lr")
+        super().on_train_start(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"warmup_steps": self.warmup_steps, "mode": self.mode, "start_factor": self.start_factor}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.warmup_steps = state_dict["warmup_steps"]
+
+
+class LinearScaling(LRFactor):
+    """Goyal et al.'s linear scaling rule: lr = scheduled lr × effective batch / reference_batch_size.
+
+    The effective batch is read from the running Trainer: the data module's batch size (per process) × devices
+    × nodes × accumulate_grad_batches, so moving a config from 1 GPU to 8, or to 2 nodes, keeps the lr per
+    example. The factor multiplies whatever the scheduler sets (its eta_min / min_lr included) and is logged
+    with the effective batch at fit start (`lr_scaling/*`). With `Warmup(start_factor=reference / effective)`
+    the run starts at the small-batch lr, as Goyal et al.'s gradual warmup does.
+
+    Args:
+        reference_batch_size: the batch the config's lr was chosen for (Goyal et al.: 0.1 for 256 images).
+    """
+
+    def __init__(self, reference_batch_size: int = 256) -> None:
+        if reference_batch_size < 1:
+            raise ConfigError(f"LinearScaling: reference_batch_size={reference_batch_size}: must be at least 1")
+        self.reference_batch_size = reference_batch_size
+        self.scale = 1.0
+        # (devices, nodes) to count instead of the Trainer's: `nlparena schedule` draws a multi-device config's
+        # curve in one process.
+        self.planned_devices: tuple[int, int] | None = None
+
+    def batch_sizes(self, trainer: pl.Trainer) -> dict[str, int]:
+        """The four factors of the effective batch, from the running Trainer."""
+        batch_size = getattr(trainer.datamodule, "batch_size", None)
+        if batch_size is None:
+            batch_size = getattr(trainer.train_dataloader, "batch_size", None)
+        if not isinstance(batch_size, int):
+            raise ConfigError("LinearScaling: cannot tell the batch size; the data module needs a `batch_size`")
+        devices, nodes = self.planned_devices or (trainer.num_devices, trainer.num_nodes)
+        return {
+            "batch_size": batch_size,
+            "devices": devices,
+            "num_nodes": nodes,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        }
+
+    def factor(self, trainer: pl.Trainer) -> float:
+        return self.scale
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        sizes = self.batch_sizes(trainer)
+        effective = math.prod(sizes.values())
+        self.scale = effective / self.reference_batch_size
+        lrs = [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
+        factors = " × ".join(f"{value} {key}" for key, value in sizes.items())
+        scaled = ", ".join(f"{lr:.4g} → {lr * self.scale:.4g}" for lr in lrs)
+        rank_zero_info(
+            f"LinearScaling: effective batch {effective} = {factors}; lr × {effective}/{self.reference_batch_size}:"
+            f" {scaled}"
+        )
+        metrics = {"lr_scaling/effective_batch_size": effective, "lr_scaling/factor": self.scale}
+        metrics.update({f"lr_scaling/lr_{k}": lr * self.scale for k, lr in enumerate(lrs)})
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        super().on_train_start(trainer, pl_module)
