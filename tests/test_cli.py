@@ -4,10 +4,13 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nlparena.cli import NlpArenaCLI
-from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
+from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli, scalars
 
 LEARNED = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
-CONFIGS = sorted(str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+# configs/compare/ holds `nlparena compare` configs, not fit configs: tests/test_compare.py parses them and their runs
+CONFIGS = sorted(
+    str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if "compare" not in p.parent.parts
+)
 
 
 def test_configs_folder_is_not_empty():
@@ -179,6 +182,15 @@ def test_the_scheduler_steps_per_optimizer_step_or_per_epoch_as_the_config_says(
     acc.Reload()
     lrs = [event.value for event in acc.Scalars("lr-AdamW")][:4]
     assert lrs == pytest.approx([1e-3 * 0.5**h for h in halvings])
+
+
+def test_the_lr_is_logged_at_every_optimizer_step_whatever_the_logging_interval():
+    args = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_steps=5", "--trainer.log_every_n_steps=50"]
+    decay = ["--lr_scheduler=StepLR", "--lr_scheduler.step_size=1", "--lr_scheduler.gamma=0.5"]
+    run_cli("fit", *args, *decay, "--lr_scheduler_interval=step", "--trainer.accumulate_grad_batches=2")
+    logged = scalars("logs/Copy/Transformer/version_0")
+    assert logged["lr-AdamW"] == [(step, pytest.approx(1e-3 * 0.5**step)) for step in range(5)]
+    assert "train/loss" not in logged  # the other metrics still wait for log_every_n_steps
 
 
 def test_a_misspelt_scheduler_interval_is_refused_in_one_line(capsys):

@@ -12,11 +12,10 @@ from typing import Any, ClassVar, Literal, NoReturn
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from torch.optim import Optimizer
 
-from nlparena.callbacks import AttentionMaps, ConfusionMatrices
+from nlparena.callbacks import AttentionMaps, ConfusionMatrices, StepLearningRateMonitor
 from nlparena.data.vocab import NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
 from nlparena.models import ArenaModel, TranslationModel
@@ -89,7 +88,7 @@ class NlpArenaParser(LightningArgumentParser):
 class NlpArenaCLI(LightningCLI):
     """`nlparena fit|validate|test|predict`; every constructor argument is a config key.
 
-    `nlparena translate` and `nlparena schedule` are handled before this class is reached.
+    `nlparena translate`, `schedule` and `compare` are handled before this class is reached.
     """
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
@@ -99,9 +98,7 @@ class NlpArenaCLI(LightningCLI):
             datamodule_class=LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            trainer_defaults={
-                "callbacks": [LearningRateMonitor(logging_interval="step"), AttentionMaps(), ConfusionMatrices()]
-            },
+            trainer_defaults={"callbacks": [StepLearningRateMonitor(), AttentionMaps(), ConfusionMatrices()]},
             parser_class=NlpArenaParser,
             args=args,
             run=run,
@@ -229,6 +226,10 @@ def main(args: list[str] | None = None) -> None:
             from nlparena.schedule import schedule  # imports this module
 
             schedule(args[1:])
+        elif args[:1] == ["compare"]:
+            from nlparena.compare import compare
+
+            compare(args[1:])
         else:
             NlpArenaCLI(args=args)
     except Exception as err:

@@ -1,6 +1,17 @@
-"""Lightning callbacks: learning-rate warmup and scaling, and figures written to TensorBoard and to the run folder."""
+"""Lightning callbacks: learning-rate warmup, scaling and logging, and figures written to TensorBoard and to the run
+folder."""
 
 from nlparena.callbacks.figures import AttentionMaps, ConfusionMatrices
+from nlparena.callbacks.lr_monitor import StepLearningRateMonitor
 from nlparena.callbacks.warmup import InverseSqrt, LinearScaling, LRFactor, Noam, Warmup
 
-__all__ = ["AttentionMaps", "ConfusionMatrices", "InverseSqrt", "LRFactor", "LinearScaling", "Noam", "Warmup"]
+__all__ = [
+    "AttentionMaps",
+    "ConfusionMatrices",
+    "InverseSqrt",
+    "LRFactor",
+    "LinearScaling",
+    "Noam",
+    "StepLearningRateMonitor",
+    "Warmup",
+]

@@ -101,24 +101,38 @@ def confusion_figure(counts: torch.Tensor, class_names: list[str], title: str) -
     from matplotlib.figure import Figure
 
     C = counts.shape[0]
-    rates = counts / counts.sum(1, keepdim=True).clamp(min=1)  # share of each true class: rows sum to 1
     fig = Figure(figsize=(4.0 + 2.2 * C, 1.5 + 0.9 * C), layout="constrained")
     for ax, values, name, fmt in zip(
-        fig.subplots(1, 2), (counts, rates), ("counts", "normalised by true class"), ("{:.0f}", "{:.2f}"), strict=True
+        fig.subplots(1, 2),
+        (counts, row_rates(counts)),
+        ("counts", "normalised by true class"),
+        ("{:.0f}", "{:.2f}"),
+        strict=True,
     ):
-        image = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
-        for i in range(C):
-            for j in range(C):
-                dark = values[i, j] > 0.5 * values.max()
-                ax.text(j, i, fmt.format(float(values[i, j])), ha="center", va="center", color="w" if dark else "k")
-        ax.set_xticks(range(C), class_names, rotation=45, ha="right")
-        ax.set_yticks(range(C), class_names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(name, fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        draw_matrix(fig, ax, values, class_names, name, fmt)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def row_rates(counts: torch.Tensor) -> torch.Tensor:
+    """Counts (C, C) as the share of each true class (rows sum to 1; an empty row stays 0)."""
+    return counts / counts.sum(1, keepdim=True).clamp(min=1)
+
+
+def draw_matrix(fig: Figure, ax: Any, values: torch.Tensor, class_names: list[str], title: str, fmt: str) -> None:
+    """One confusion-matrix panel on `ax`: values (C, C) as colours and numbers, true class down, predicted across."""
+    C = values.shape[0]
+    image = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
+    for i in range(C):
+        for j in range(C):
+            dark = values[i, j] > 0.5 * values.max()
+            ax.text(j, i, fmt.format(float(values[i, j])), ha="center", va="center", color="w" if dark else "k")
+    ax.set_xticks(range(C), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(C), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8)
 
 
 def counts_table(counts: torch.Tensor, class_names: list[str]) -> str:
@@ -127,6 +141,14 @@ def counts_table(counts: torch.Tensor, class_names: list[str]) -> str:
     for name, row in zip(class_names, counts.long().tolist(), strict=True):
         rows.append(f"| {name} | " + " | ".join(str(n) for n in row) + " |")
     return "\n".join(rows)
+
+
+def parse_counts_table(text: str) -> tuple[list[str], torch.Tensor]:
+    """The class names and counts (C, C) of a `counts_table` read back from TensorBoard (the comparison report)."""
+    header, _, *rows = text.strip().splitlines()
+    names = [cell.strip() for cell in header.strip("|").split("|")[1:]]
+    counts = [[int(cell) for cell in row.strip("|").split("|")[1:]] for row in rows]
+    return names, torch.tensor(counts)
 
 
 class ConfusionMatrices(Callback):

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 
@@ -17,6 +18,19 @@ def cut_positional_tables(state: dict[str, Any], size: int) -> list[str]:
     for key in tables:
         state[key] = state[key][:size]
     return [key for key in tables if state[key].shape[0] < size]
+
+
+def write_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], metric_names: list[str]) -> None:
+    """Write the HPARAMS plugin's session summaries (what `TensorBoardLogger.log_hyperparams(params, metrics)`
+    writes) without its step-0 scalars of the metric values, which would put a false first point on the
+    curves. TensorBoard reads each metric's value from the run's own scalars of that name."""
+    from torch.utils.tensorboard.summary import hparams
+
+    # the values given here are not written: only the metric names are (as MetricInfo)
+    experiment, session_start, session_end = hparams(params, dict.fromkeys(metric_names, 0.0))
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, session_start, session_end):
+        writer.add_summary(summary)
 
 
 class ArenaModel(pl.LightningModule):
@@ -34,6 +48,36 @@ class ArenaModel(pl.LightningModule):
         """The network, from this model's hyperparameters of the same names (after `save_hyperparameters`)."""
         names = inspect.signature(network).parameters
         return network(**{key: value for key, value in self.hparams.items() if key in names})
+
+    def on_fit_start(self) -> None:
+        """Register this run's hyperparameters with its headline metrics for TensorBoard's HPARAMS tab."""
+        if not self.trainer.is_global_zero:
+            return
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                write_hparams_session(logger, self.tensorboard_hparams(), self.headline_metrics())
+
+    def headline_metrics(self) -> list[str]:
+        """The headline metric of validation and of test (`val/exact_match`, `test/exact_match`)."""
+        return [self.headline_metric, "test/" + self.headline_metric.removeprefix("val/")]
+
+    def tensorboard_hparams(self) -> dict[str, bool | int | float | str]:
+        """The model's hyperparameters and class, and the data module's class (and hyperparameters, if it saved
+        any), as the values the HPARAMS tab takes: None is left out, anything else not a number, bool or string
+        is written as a string (`[3, 10]`)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        params: dict[str, Any] = {"model": type(self).__name__}
+        params.update({key: value for key, value in self.hparams.items() if not key.startswith("_")})
+        if datamodule is not None:
+            params["data"] = type(datamodule).__name__
+            params.update(
+                {f"data.{key}": value for key, value in datamodule.hparams.items() if not key.startswith("_")}
+            )
+        return {
+            key: value if isinstance(value, (bool, int, float, str)) else str(value)
+            for key, value in params.items()
+            if value is not None
+        }
 
     def configure_callbacks(self) -> list[Callback]:
         """Keep the last checkpoint and the best by the headline metric (replaces a default ModelCheckpoint)."""

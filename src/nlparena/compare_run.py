@@ -1,0 +1,207 @@
+"""One run of `nlparena compare`, in its own process: `python -m nlparena.compare_run --save_dir DIR --name RUN
+--version N -- FIT_ARGS...`.
+
+The run is built by the same `NlpArenaCLI` as `nlparena fit` (same parser, links, callbacks, checkpointing), fitted,
+then tested on its best checkpoint. What the report needs goes into the run's TensorBoard event files
+(`compare/parameters`, `compare/fit_seconds`, `compare/samples_per_second`, `compare/tokens_per_second`);
+`compare.json`, written last, marks the run finished (so `nlparena compare` skips it next time) and records the
+settings it ran with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from nlparena.cli import NlpArenaCLI, _config_error_in
+
+MARKER = "compare.json"
+ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"  # given args and sys.argv both
+
+
+def config_paths(args: list[str]) -> list[str]:
+    """The config files that `nlparena fit` args name (`-c PATH`, `--config PATH`, `--config=PATH`)."""
+    paths = []
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            paths.append(args[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.removeprefix("--config="))
+    return paths
+
+
+def run_settings(args: list[str]) -> dict[str, Any]:
+    """What a run was given: its `nlparena fit` args and a digest of each config file they name, so that a finished
+    run counts as done only while neither has changed."""
+    digests = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in config_paths(args)}
+    return {"args": list(args), "config_sha256": digests}
+
+
+def logger_args(save_dir: str, name: str, version: int) -> list[str]:
+    """Overrides that send a run's TensorBoard logs to `save_dir/name/version_N` (one parent folder for a
+    comparison, so TensorBoard shows its runs side by side), whatever logger its configs chose."""
+    return [
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.init_args.save_dir={save_dir}",
+        f"--trainer.logger.init_args.name={name}",
+        f"--trainer.logger.init_args.version={version}",
+        "--trainer.logger.init_args.default_hp_metric=false",
+    ]
+
+
+class RunStats(Callback):
+    """Logs the numbers a comparison reports that the model does not: trainable parameters, fit wall time
+    (training and validation, from fit start to fit end: not start-up or data generation) and training throughput
+    (samples and non-pad input tokens per second, timed over training only: validation pauses the clock), the
+    latter at each epoch's end as the average so far, so that its last value is the whole fit's.
+
+    Lightning's ThroughputMonitor was the first choice, but it reports a rolling window of `window_size` batches
+    only once the window is full (nothing for short runs), logs `test/samples`, `test/time`, ... beside the test
+    metrics and warns without a FLOPs count; one whole-run figure per run is what a comparison needs.
+    Counts are summed on the device (no sync per step) and read at epoch ends; under DDP each process counts
+    its share and the figures are scaled by the world size (shares are equal).
+    """
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.tokens: torch.Tensor | None = None
+        self.train_seconds = 0.0
+        self.fit_seconds = 0.0
+        self.parameters = 0
+        self._clock: float | None = None
+        self._paused = False
+        self._fit_start = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+        self.parameters = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        self._log(trainer, {"compare/parameters": self.parameters}, step=0)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_clock(pl_module)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        inputs = batch[trainer.datamodule.input_name] if hasattr(trainer.datamodule, "input_name") else None
+        if not isinstance(inputs, torch.Tensor):
+            return
+        self.samples += inputs.shape[0]
+        real = (inputs != getattr(pl_module, "pad_id", 0)).sum()  # stays on the device: no sync per step
+        self.tokens = real if self.tokens is None else self.tokens + real
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._paused = self._clock is not None  # not during the sanity check, before training starts
+        self._stop_clock(pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._paused:
+            self._paused = False
+            self._start_clock(pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_clock(pl_module)
+        self._log(trainer, self.throughput(trainer.world_size), trainer.global_step)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.fit_seconds = time.perf_counter() - self._fit_start
+        self._log(trainer, {"compare/fit_seconds": self.fit_seconds}, trainer.global_step)
+
+    def throughput(self, world_size: int) -> dict[str, float]:
+        """Samples and input tokens per second of training so far, over all processes."""
+        if self.train_seconds <= 0 or self.tokens is None:
+            return {}  # no batch seen, or batches without the data module's `input_name` tensor
+        return {
+            "compare/samples_per_second": self.samples * world_size / self.train_seconds,
+            "compare/tokens_per_second": float(self.tokens) * world_size / self.train_seconds,
+        }
+
+    def _start_clock(self, pl_module: pl.LightningModule) -> None:
+        if self._clock is None:
+            _synchronize(pl_module)
+            self._clock = time.perf_counter()
+
+    def _stop_clock(self, pl_module: pl.LightningModule) -> None:
+        if self._clock is not None:
+            _synchronize(pl_module)
+            self.train_seconds += time.perf_counter() - self._clock
+            self._clock = None
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, metrics: dict[str, float], step: int) -> None:
+        if metrics and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+
+
+def _synchronize(pl_module: pl.LightningModule) -> None:
+    """Wait for queued GPU work, so that the clock measures it (CPU work is done when the call returns)."""
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)
+
+
+def fit_and_test(fit_args: list[str], save_dir: str, name: str, version: int) -> dict[str, Any]:
+    """Fit as `nlparena fit FIT_ARGS` does, test the best checkpoint (the last weights if there is none) and
+    return what `compare.json` records."""
+    cli = NlpArenaCLI(args=[*fit_args, *logger_args(save_dir, name, version)], run=False)
+    trainer, model = cli.trainer, cli.model
+    stats = RunStats()
+    trainer.callbacks.append(stats)
+    trainer.fit(model, datamodule=cli.datamodule)
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    start = time.perf_counter()
+    trainer.test(model, datamodule=cli.datamodule, ckpt_path="best" if best else None)
+    return {
+        "status": "finished",
+        "run": name,
+        "model": type(model).__name__,
+        "headline_metric": model.headline_metric,
+        "headline_mode": model.headline_mode,
+        "parameters": stats.parameters,
+        "fit_seconds": stats.fit_seconds,
+        "test_seconds": time.perf_counter() - start,
+        "tested_checkpoint": best or "last weights",
+        "log_dir": str(trainer.logger.log_dir),
+        "is_global_zero": trainer.is_global_zero,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse `--save_dir DIR --name RUN --version N -- FIT_ARGS...`, run, write the marker last."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        split = argv.index("--")
+        options = dict(zip(argv[:split:2], argv[1:split:2], strict=True))
+        save_dir, name, version = options["--save_dir"], options["--name"], int(options["--version"])
+    except (ValueError, KeyError):
+        raise SystemExit(
+            "usage: python -m nlparena.compare_run --save_dir DIR --name RUN --version N -- ARGS"
+        ) from None
+    fit_args = argv[split + 1 :]
+    # sys.argv holds this runner's options and stays as it is: Lightning relaunches it for DDP workers
+    warnings.filterwarnings("ignore", message=ARGS_WARNING)
+    settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran
+    try:
+        record = fit_and_test(fit_args, save_dir, name, version)
+    except Exception as err:
+        cause = _config_error_in(err)
+        if cause is None:
+            raise
+        print(f"nlparena: error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if record.pop("is_global_zero"):
+        record["settings"] = settings
+        Path(record["log_dir"], MARKER).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
