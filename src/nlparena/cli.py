@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -19,6 +20,8 @@ from nlparena.callbacks import AttentionMaps, ConfusionMatrices, StepLearningRat
 from nlparena.data.vocab import NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
 from nlparena.models import ArenaModel, TranslationModel
+
+ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
 
 def _config_error_in(ex: BaseException | None) -> ConfigError | None:
@@ -93,17 +96,20 @@ class NlpArenaCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
-        super().__init__(
-            model_class=ArenaModel,
-            datamodule_class=LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            trainer_defaults={"callbacks": [StepLearningRateMonitor(), AttentionMaps(), ConfusionMatrices()]},
-            parser_class=NlpArenaParser,
-            args=args,
-            run=run,
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            # `main` and the subcommands hand their arguments over explicitly while sys.argv holds the same
+            warnings.filterwarnings("ignore", message=ARGS_WARNING)
+            super().__init__(
+                model_class=ArenaModel,
+                datamodule_class=LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                trainer_defaults={"callbacks": [StepLearningRateMonitor(), AttentionMaps(), ConfusionMatrices()]},
+                parser_class=NlpArenaParser,
+                args=args,
+                run=run,
+                **kwargs,
+            )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Sizes the data decides; a link whose model has no such argument (num_classes of a translation model)

@@ -22,10 +22,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nlparena.cli import NlpArenaCLI, _config_error_in
+from nlparena.cli import ARGS_WARNING, NlpArenaCLI, _config_error_in
 
 MARKER = "compare.json"
-ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"  # given args and sys.argv both
 
 
 def config_paths(args: list[str]) -> list[str]:
