@@ -13,6 +13,7 @@ from nlparena.callbacks.warmup import (
     InverseSqrt,
     LinearScaling,
     Noam,
+    SqrtScaling,
     Warmup,
     constant_warmup,
     exponential_warmup,
@@ -158,6 +159,12 @@ def test_linear_scaling_multiplies_the_scheduled_lr_by_effective_over_reference_
     # batch 4 × 1 device × 1 node × 2 accumulated = 8 = 4 × the reference batch of 2
     lrs = fit("cosine", [LinearScaling(reference_batch_size=2)], max_steps=8, accumulate_grad_batches=2)
     assert lrs == pytest.approx([4 * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(8)])
+
+
+def test_sqrt_scaling_multiplies_the_scheduled_lr_by_the_root_of_effective_over_reference_batch():
+    lrs = fit("cosine", [SqrtScaling(reference_batch_size=2)], max_steps=8, accumulate_grad_batches=4)
+    # 4 × 4 = 16 = 8 × the reference 2: sqrt(8) × the cosine
+    assert lrs == pytest.approx([math.sqrt(8) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(8)])
 
 
 def test_gradual_warmup_from_the_small_batch_lr_up_to_the_scaled_lr():

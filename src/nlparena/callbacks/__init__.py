@@ -3,7 +3,7 @@ folder."""
 
 from nlparena.callbacks.figures import AttentionMaps, ConfusionMatrices
 from nlparena.callbacks.lr_monitor import StepLearningRateMonitor
-from nlparena.callbacks.warmup import InverseSqrt, LinearScaling, LRFactor, Noam, Warmup
+from nlparena.callbacks.warmup import InverseSqrt, LinearScaling, LRFactor, Noam, SqrtScaling, Warmup
 
 __all__ = [
     "AttentionMaps",
@@ -12,6 +12,7 @@ __all__ = [
     "LRFactor",
     "LinearScaling",
     "Noam",
+    "SqrtScaling",
     "StepLearningRateMonitor",
     "Warmup",
 ]

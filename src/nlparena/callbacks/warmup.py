@@ -185,6 +185,8 @@ class LinearScaling(LRFactor):
         reference_batch_size: the batch the config's lr was chosen for (Goyal et al.: 0.1 for 256 images).
     """
 
+    power: float = 1.0  # lr ∝ (effective / reference) ** power
+
     def __init__(self, reference_batch_size: int = 256) -> None:
         if reference_batch_size < 1:
             raise ConfigError(f"LinearScaling: reference_batch_size={reference_batch_size}: must be at least 1")
@@ -215,16 +217,25 @@ class LinearScaling(LRFactor):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         sizes = self.batch_sizes(trainer)
         effective = math.prod(sizes.values())
-        self.scale = effective / self.reference_batch_size
+        self.scale = (effective / self.reference_batch_size) ** self.power
         lrs = [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
         factors = " × ".join(f"{value} {key}" for key, value in sizes.items())
         scaled = ", ".join(f"{lr:.4g} → {lr * self.scale:.4g}" for lr in lrs)
-        rank_zero_info(
-            f"LinearScaling: effective batch {effective} = {factors}; lr × {effective}/{self.reference_batch_size}:"
-            f" {scaled}"
-        )
+        ratio = f"{effective}/{self.reference_batch_size}" + ("" if self.power == 1 else f" ^ {self.power}")
+        rank_zero_info(f"{type(self).__name__}: effective batch {effective} = {factors}; lr × {ratio}: {scaled}")
         metrics = {"lr_scaling/effective_batch_size": effective, "lr_scaling/factor": self.scale}
         metrics.update({f"lr_scaling/lr_{k}": lr * self.scale for k, lr in enumerate(lrs)})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         super().on_train_start(trainer, pl_module)
+
+
+class SqrtScaling(LinearScaling):
+    """The square-root scaling rule: lr = scheduled lr × sqrt(effective batch / reference_batch_size).
+
+    Keeps the variance of the update per example constant (Krizhevsky 2014); the rule that suits Adam, whose step
+    size does not grow with the gradient's signal-to-noise ratio as SGD's does (Malladi et al. 2022). Everything
+    else as LinearScaling.
+    """
+
+    power = 0.5
