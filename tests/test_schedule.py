@@ -1,10 +1,13 @@
 import math
+import re
 from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
 
 from nlparena.callbacks.warmup import linear_warmup
+from nlparena.errors import ConfigError
+from nlparena.schedule import _count_devices
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli, scalars
 
 # 90 training examples in batches of 8: 12 batches an epoch
@@ -73,3 +76,15 @@ def test_bad_schedule_settings_give_one_line(capsys, args, expected):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("nlparena: error: ") and expected in err, err
     assert not Path("lr.png").exists()
+
+
+@pytest.mark.parametrize(("devices", "count"), [(2, 2), ("3", 3), ([0, 1], 2), ("0,1,2", 3), ("auto", 1)])
+def test_schedule_counts_the_devices_a_config_asks_for(devices, count):
+    assert _count_devices(devices, "cpu") == count
+
+
+def test_schedule_refuses_a_device_setting_it_cannot_count():
+    with pytest.raises(ConfigError, match=re.escape("trainer.devices='many': give a number of devices")):
+        _count_devices("many", "cpu")
+    with pytest.raises(ConfigError, match=re.escape("trainer.devices=-1: `schedule` cannot tell how many devices")):
+        _count_devices(-1, "gpu")

@@ -45,7 +45,9 @@ class _OneShareOfTheData(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         examples = len(trainer.datamodule.train_dataloader().dataset)
         batch_size = trainer.datamodule.batch_size
-        trainer.limit_train_batches = math.ceil(math.ceil(examples / self.world) / batch_size)
+        share = math.ceil(math.ceil(examples / self.world) / batch_size)
+        limit = trainer.limit_train_batches  # the config's own limit applies to each process's share
+        trainer.limit_train_batches = max(1, int(share * limit)) if isinstance(limit, float) else min(share, limit)
         rank_zero_info(
             f"schedule: drawn in one process for {self.world} processes: each epoch is one process's "
             f"{trainer.limit_train_batches} batches"
@@ -70,7 +72,10 @@ def _count_devices(devices: Any, accelerator: Any) -> int:
                 f"trainer.devices={devices}: `schedule` cannot tell how many devices that is; give the number"
             )
         return 1
-    return int(devices)
+    try:
+        return int(devices)
+    except ValueError:
+        raise ConfigError(f"trainer.devices={devices!r}: give a number of devices, a list of them or 'auto'") from None
 
 
 class ScheduleCLI(NlpArenaCLI):
