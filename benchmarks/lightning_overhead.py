@@ -17,9 +17,10 @@ import time
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from nlparena.callbacks import StepLearningRateMonitor
 from nlparena.cli import NlpArenaCLI
 from nlparena.networks.layers import shift_right
 
@@ -59,7 +60,7 @@ def plain_loop(model: pl.LightningModule, loader, steps: int, lr: float) -> tupl
 
 
 def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, log_dir: str) -> list[float]:
-    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, LR monitor)."""
+    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, the lr of every step)."""
     clock = StepClock()
     model.configure_optimizers = lambda: torch.optim.AdamW(model.parameters(), lr=lr)
     trainer = pl.Trainer(
@@ -71,7 +72,7 @@ def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, 
         enable_model_summary=False,
         logger=TensorBoardLogger(log_dir, name="bench"),
         log_every_n_steps=20,
-        callbacks=[clock, LearningRateMonitor(logging_interval="step")],
+        callbacks=[clock, StepLearningRateMonitor()],  # as `nlparena fit` has it: the lr of every step
     )
     trainer.fit(model, datamodule=datamodule)
     return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]

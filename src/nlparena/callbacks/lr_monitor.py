@@ -12,7 +12,8 @@ class StepLearningRateMonitor(LearningRateMonitor):
     """Lightning's LearningRateMonitor (`lr-AdamW`, one tag per optimizer and param group), written at every
     optimizer step instead of every `log_every_n_steps`: a warmup of a few dozen steps, or a schedule drawn by
     `nlparena schedule`, can then be checked point by point against the logged curve. The value is a Python
-    float read from the optimizer (no device sync), so a point per step costs next to nothing.
+    float read from the optimizer (no device sync); a point per step costs about 1 % of a quick-start step
+    (benchmarks/README.md).
 
     Listed after the config's callbacks (LightningCLI appends its defaults), it logs the lr that Warmup and
     LinearScaling have set for the step.
