@@ -7,6 +7,8 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -221,11 +223,25 @@ def translate(args: list[str]) -> None:
         print(vocab.decode(out))
 
 
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A ConfigError, however deep jsonargparse or Lightning wrapped it, ends the command with
+    `nlparena: error: ...` on stderr and exit status 2; any other error propagates."""
+    try:
+        yield
+    except Exception as err:
+        cause = _config_error_in(err)
+        if cause is None:
+            raise
+        print(f"nlparena: error: {cause}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(args: list[str] | None = None) -> None:
     # Refresh the progress bar every 20 steps, not every step: a redraw costs as much as a tiny model's step.
     os.environ.setdefault("TQDM_MINITERS", "20")
     args = sys.argv[1:] if args is None else args
-    try:
+    with one_line_errors():
         if args[:1] == ["translate"]:
             translate(args[1:])
         elif args[:1] == ["schedule"]:
@@ -238,12 +254,6 @@ def main(args: list[str] | None = None) -> None:
             compare(args[1:])
         else:
             NlpArenaCLI(args=args)
-    except Exception as err:
-        cause = _config_error_in(err)  # jsonargparse wraps errors raised while instantiating classes
-        if cause is None:
-            raise
-        print(f"nlparena: error: {cause}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

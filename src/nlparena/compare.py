@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 import yaml
 
 from nlparena.cli import OneLineArgumentParser
-from nlparena.compare_run import ARGS_WARNING, MARKER, logger_args, run_settings
+from nlparena.compare_run import MARKER, logger_args, run_settings
 from nlparena.errors import ConfigError
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name on every system; no '..', no '/'
@@ -163,16 +162,13 @@ def load_comparison(path: Path) -> Comparison:
 
 @contextmanager
 def _quiet_lightning():
-    """Silence Lightning's start-up lines (devices, seed) while every run's config is checked, and its warning
-    that `args` are given while sys.argv holds this command's own."""
+    """Silence Lightning's start-up lines (devices, seed) while every run's config is checked."""
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=ARGS_WARNING)
-            yield
+        yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

@@ -14,7 +14,6 @@ import hashlib
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nlparena.cli import ARGS_WARNING, NlpArenaCLI, _config_error_in
+from nlparena.cli import NlpArenaCLI, one_line_errors
 
 MARKER = "compare.json"
 
@@ -185,18 +184,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             "usage: python -m nlparena.compare_run --save_dir DIR --name RUN --version N -- ARGS"
         ) from None
-    fit_args = argv[split + 1 :]
-    # sys.argv holds this runner's options and stays as it is: Lightning relaunches it for DDP workers
-    warnings.filterwarnings("ignore", message=ARGS_WARNING)
+    fit_args = argv[split + 1 :]  # sys.argv stays as it is: Lightning relaunches this runner for DDP workers
     settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran
-    try:
+    with one_line_errors():
         record = fit_and_test(fit_args, save_dir, name, version)
-    except Exception as err:
-        cause = _config_error_in(err)
-        if cause is None:
-            raise
-        print(f"nlparena: error: {cause}", file=sys.stderr)
-        raise SystemExit(2) from None
     if record.pop("is_global_zero"):
         record["settings"] = settings
         Path(record["log_dir"], MARKER).write_text(json.dumps(record, indent=2) + "\n")
