@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import tempfile
 import time
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from nlparena.callbacks import StepLearningRateMonitor
@@ -72,7 +71,8 @@ def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, 
         enable_model_summary=False,
         logger=TensorBoardLogger(log_dir, name="bench"),
         log_every_n_steps=20,
-        callbacks=[clock, StepLearningRateMonitor()],  # as `nlparena fit` has it: the lr of every step
+        # as `nlparena fit` has them: the lr of every step, the progress bar redrawn every 20 steps
+        callbacks=[clock, StepLearningRateMonitor(), TQDMProgressBar(refresh_rate=20)],
     )
     trainer.fit(model, datamodule=datamodule)
     return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
@@ -85,7 +85,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=10, help="steps dropped at the start of each measurement")
     args = parser.parse_args()
-    os.environ.setdefault("TQDM_MINITERS", "20")
 
     cli = NlpArenaCLI(args=["-c", args.config, "--trainer.logger=false"], run=False)
     datamodule, initial = cli.datamodule, cli.model

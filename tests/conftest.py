@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from nlparena.cli import main
-
-os.environ.setdefault("TQDM_MINITERS", "20")
+from nlparena.__main__ import main
+from nlparena.events import read_events
 
 VOCAB, D_MODEL, HEADS, D_FF, SRC_LEN, TGT_LEN, BATCH, MAX_LEN = 11, 16, 2, 24, 7, 5, 3, 13
 
@@ -34,19 +32,20 @@ def _in_tmp_dir(tmp_path, monkeypatch):
 
 TINY_MODEL = [
     "--model=Transformer",
-    f"--model.d_model={D_MODEL}",
-    f"--model.n_heads={HEADS}",
-    f"--model.d_ff={D_FF}",
-    "--model.num_encoder_layers=1",
-    "--model.num_decoder_layers=2",
+    f"--model.transformer.d_model={D_MODEL}",
+    f"--model.transformer.n_heads={HEADS}",
+    f"--model.transformer.d_ff={D_FF}",
+    "--model.transformer.num_encoder_layers=1",
+    "--model.transformer.num_decoder_layers=2",
 ]
-TINY_RNN = ["--model.embed_dim=10", "--model.hidden_size=6"]
+TINY_RNN = ["--model.rnn.embed_dim=10", "--model.rnn.hidden_size=6"]
 TINY_MODELS = {
     "Transformer": TINY_MODEL,
     "Seq2Seq": ["--model=Seq2Seq", *TINY_RNN],
     "Seq2SeqAttention": ["--model=Seq2SeqAttention", *TINY_RNN],
 }
 TINY_DATA = [
+    "--data.train_lengths=[3, 10]",
     "--data.train_size=90",
     "--data.val_size=20",
     "--data.test_size=20",
@@ -62,8 +61,4 @@ def run_cli(*args: str) -> None:
 
 def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar a run logged to TensorBoard: tag -> [(step, value), ...]."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(event.step, event.value) for event in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    return read_events(run_dir).scalars

@@ -1,12 +1,14 @@
+import math
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+import torch
 
 from nlparena.cli import NlpArenaCLI
+from nlparena.events import read_events
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli, scalars
 
-LEARNED = [*TINY_MODEL, "--model.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
+LEARNED = [*TINY_MODEL, "--model.transformer.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
 # configs/compare/ holds `nlparena compare` configs, not fit configs: tests/test_compare.py parses them and their runs
 CONFIGS = sorted(
     str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if "compare" not in p.parent.parts
@@ -54,27 +56,36 @@ def one_line_error(capsys, *args: str) -> str:
             "--data Revers: unknown data; choose one of Copy, LanguagePair",
         ),
         (
-            ["--model=Transformer", "--data=Copy", "--model.d_model=30", "--model.n_heads=4"],
-            "model.d_model=30 must be divisible by model.n_heads=4",
+            ["--model=Transformer", "--data=Copy", "--model.transformer.d_model=30", "--model.transformer.n_heads=4"],
+            "model.transformer.d_model=30 must be divisible by model.transformer.n_heads=4",
         ),
         (
             ["--model=Transformer", "--data=Copy", "--data.vocab_size=2", "--data.train_lengths=[3, 4]"],
-            "vocabulary too small",
+            "too few distinct inputs",
         ),
         (
             ["--model=Transformer", "--data=Copy", "--data.test_lengths=[0, 5]"],
             "data.test_lengths=[0, 5]: need 1 <= min <= max",
         ),
-        (["--model=Transformer", "--data=Copy", "--model.dropout=1.5"], "model.dropout=1.5: must be in [0, 1)"),
-        (["--model=Transformer", "--data=Copy", "--model.d_model=0"], "model.d_model=0: must be at least 1"),
-        (["--model=Seq2Seq", "--data=Copy", "--model.hidden_size=0"], "model.hidden_size=0: must be at least 1"),
         (
-            ["--model=Seq2SeqAttention", "--data=Copy", "--model.attention=luong"],
-            "\"attention\": Expected a typing.Literal['bahdanau', 'dot', 'general']. Got value: luong",
+            ["--model=Transformer", "--data=Copy", "--model.transformer.dropout=1.5"],
+            "model.transformer.dropout=1.5: must be in [0, 1)",
         ),
         (
-            ["--model=Seq2SeqAttention", "--data=Copy", "--model.input_feeding=true"],
-            "model.input_feeding=True: Luong's input feeding needs attention 'dot' or 'general'",
+            ["--model=Transformer", "--data=Copy", "--model.transformer.d_model=0"],
+            "model.transformer.d_model=0: must be at least 1",
+        ),
+        (
+            ["--model=Seq2Seq", "--data=Copy", "--model.rnn.hidden_size=0"],
+            "model.rnn.hidden_size=0: must be at least 1",
+        ),
+        (
+            ["--model=Seq2SeqAttention", "--data=Copy", "--model.attention.kind=luong"],
+            "\"attention.kind\": Expected a typing.Literal['bahdanau', 'dot', 'general']. Got value: luong",
+        ),
+        (
+            ["--model=Seq2SeqAttention", "--data=Copy", "--model.attention.input_feeding=true"],
+            "model.attention.input_feeding=true: Luong's input feeding needs attention.kind 'dot' or 'general'",
         ),
         (["--model=Seq2Seq", "--data=Copy", "--model.beam_size=0"], "model.beam_size=0: must be at least 1"),
     ],
@@ -109,17 +120,29 @@ def test_sequence_beyond_learned_positional_table_is_refused_before_testing(caps
 
 
 def test_a_sinusoidal_checkpoint_can_be_tested_on_longer_sequences():
-    run_cli("fit", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")
+    run_cli("fit", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")  # sources of 3-10
     ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
     run_cli(
         "test", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--data.test_lengths=[20, 30]", f"--ckpt_path={ckpt}"
     )
+    logged = read_events("logs/Copy/Transformer/version_1").scalars
+    # max_len 31 in 8 buckets of 4: sources of 20-30 fall in 17-20 ... 29-32, and only there
+    for metric in ("exact_match_by_length", "token_accuracy_by_length"):
+        buckets = sorted(tag.removeprefix(f"test/{metric}/") for tag in logged if tag.startswith(f"test/{metric}/"))
+        assert buckets == ["17-20", "21-24", "25-28", "29-32"], metric
+    assert math.isfinite(logged["test/loss"][-1][1])
 
 
 def test_a_learned_checkpoint_can_be_tested_on_shorter_sequences():
-    run_cli("fit", *LEARNED, "--trainer.max_epochs=1")
+    run_cli("fit", *LEARNED, "--trainer.max_epochs=1")  # sources of 3-10: a table of 11 positions
     ckpt = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
-    run_cli("test", *LEARNED, "--data.train_lengths=[3, 5]", f"--ckpt_path={ckpt}")
+    saved = torch.load(ckpt, weights_only=True)["state_dict"]
+    cli = NlpArenaCLI(args=["test", *LEARNED, "--data.train_lengths=[3, 5]", f"--ckpt_path={ckpt}"])
+    assert cli.model.max_len == 6 < saved["net.src_embed.positions.table.weight"].shape[0] == 11
+    for side in ("src_embed", "tgt_embed"):
+        table = cli.model.state_dict()[f"net.{side}.positions.table.weight"]
+        assert torch.equal(table, saved[f"net.{side}.positions.table.weight"][:6]), side  # the first rows, as trained
+    assert "test/exact_match" in read_events(cli.trainer.log_dir).scalars
 
 
 @pytest.fixture
@@ -178,9 +201,7 @@ def test_the_scheduler_steps_per_optimizer_step_or_per_epoch_as_the_config_says(
     args = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_steps=4", "--trainer.log_every_n_steps=1"]
     schedule = ["--lr_scheduler=StepLR", "--lr_scheduler.step_size=1", "--lr_scheduler.gamma=0.5"]
     run_cli("fit", *args, *schedule, f"--lr_scheduler_interval={interval}")
-    acc = EventAccumulator("logs/Copy/Transformer/version_0")
-    acc.Reload()
-    lrs = [event.value for event in acc.Scalars("lr-AdamW")][:4]
+    lrs = read_events("logs/Copy/Transformer/version_0").values("lr-AdamW")[:4]
     assert lrs == pytest.approx([1e-3 * 0.5**h for h in halvings])
 
 
@@ -206,3 +227,14 @@ def test_a_misspelt_scheduler_interval_is_refused_in_one_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "lr_scheduler_interval" in err and "'step', 'epoch'" in err and "steps" in err
     assert not Path("logs").exists()
+
+
+def test_the_progress_bar_refresh_rate_is_a_config_key_with_a_default(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("fit", *TINY_MODEL, "--data=Copy", "--print_config")
+    assert "progress_bar:\n  refresh_rate: 20\n" in capsys.readouterr().out
+    args = [*TINY_MODEL, "--data=Copy", *TINY_DATA]
+    every_step = NlpArenaCLI(args=[*args, "--progress_bar.refresh_rate=1"], run=False).trainer
+    assert every_step.progress_bar_callback.refresh_rate == 1
+    none = NlpArenaCLI(args=[*args, "--trainer.enable_progress_bar=false"], run=False).trainer
+    assert none.progress_bar_callback is None

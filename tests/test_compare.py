@@ -14,7 +14,8 @@ import yaml
 from matplotlib.image import imread
 
 from nlparena.cli import NlpArenaCLI
-from nlparena.compare import check_runs, load_comparison
+from nlparena.compare.config import load_comparison
+from nlparena.compare.runner import check_runs
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli, scalars
 from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
 
@@ -147,7 +148,10 @@ def test_running_compare_again_skips_finished_runs(tiny_compare, capsys):
 
 def test_a_run_whose_settings_changed_runs_again(tiny_compare, capsys):
     copy_of(tiny_compare[0])
-    changed = {**TINY_COMPARE, "runs": [{"name": "seq2seq", "args": [*TINY_MODELS["Seq2Seq"], "--model.cell=lstm"]}]}
+    changed = {
+        **TINY_COMPARE,
+        "runs": [{"name": "seq2seq", "args": [*TINY_MODELS["Seq2Seq"], "--model.rnn.cell=lstm"]}],
+    }
     run_cli("compare", "-c", write_config("changed.yaml", changed))
     assert "[1/1] seq2seq: running (logs/compare/tiny/seq2seq/version_1)" in capsys.readouterr().out
     assert read_csv(LOGS / "results.csv")["seq2seq"]["log_dir"] == str(LOGS / "seq2seq/version_1")
@@ -198,8 +202,11 @@ BAD_CONFIGS = {
         "bad.yaml: runs[0].name='../escape': must be a folder name of letters, digits",
     ),
     "bad-setting-in-the-last-run": (
-        {**TINY_COMPARE, "runs": [TINY_RUNS[0], {"name": "rnn", "args": ["--model=Seq2Seq", "--model.hidden_size=0"]}]},
-        "bad.yaml: runs[1] (rnn): model.hidden_size=0: must be at least 1",
+        {
+            **TINY_COMPARE,
+            "runs": [TINY_RUNS[0], {"name": "rnn", "args": ["--model=Seq2Seq", "--model.rnn.hidden_size=0"]}],
+        },
+        "bad.yaml: runs[1] (rnn): model.rnn.hidden_size=0: must be at least 1",
     ),
 }
 

@@ -6,8 +6,8 @@ import pytest
 from matplotlib.image import imread
 
 from nlparena.callbacks.warmup import linear_warmup
+from nlparena.cli.schedule import _count_devices
 from nlparena.errors import ConfigError
-from nlparena.schedule import _count_devices
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli, scalars
 
 # 90 training examples in batches of 8: 12 batches an epoch

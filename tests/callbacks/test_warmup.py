@@ -196,7 +196,12 @@ def test_a_zero_or_negative_reference_batch_is_refused():
 
 @pytest.mark.slow
 def test_two_process_ddp_counts_devices_and_accumulation_in_the_effective_batch():
-    tiny = ["--model=Transformer", "--model.d_model=16", "--model.n_heads=2", "--model.d_ff=24"]
+    tiny = [
+        "--model=Transformer",
+        "--model.transformer.d_model=16",
+        "--model.transformer.n_heads=2",
+        "--model.transformer.d_ff=24",
+    ]
     data = ["--data=Copy", "--data.train_size=96", "--data.val_size=8", "--data.test_size=8", "--data.batch_size=4"]
     scaling = ["--trainer.callbacks+=LinearScaling", "--trainer.callbacks.reference_batch_size=8"]
     trainer = ["--trainer.accelerator=cpu", "--trainer.max_steps=4", "--trainer.log_every_n_steps=1", *QUIET]
@@ -206,7 +211,7 @@ def test_two_process_ddp_counts_devices_and_accumulation_in_the_effective_batch(
         command += ["--trainer.accumulate_grad_batches=3", f"--trainer.logger.init_args.version=d{devices}"]
         if devices == 2:
             command.append("--trainer.strategy=ddp")  # gloo on CPU; Lightning launches the second process
-        subprocess.run([sys.executable, "-m", "nlparena.cli", *command], check=True, env=env, timeout=300)
+        subprocess.run([sys.executable, "-m", "nlparena", *command], check=True, env=env, timeout=300)
     one, two = (scalars(Path(f"logs/Copy/Transformer/d{devices}")) for devices in (1, 2))
     # 4 per process × 3 accumulated = 12 on one device, 24 on two: lr 0.01 × 12/8 and × 24/8
     assert one["lr_scaling/effective_batch_size"] == [(0, 12.0)]

@@ -1,5 +1,3 @@
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -19,7 +17,6 @@ from nlparena.errors import ConfigError
 
 SIZES = {"train_size": 300, "val_size": 60, "test_size": 50, "batch_size": 7}
 LEXICON = SentimentLexicon()
-TINY_LEXICON = {"num_positive": 1, "num_negative": 1, "num_neutral": 2, "num_negators": 1}
 
 
 def label_by_hand(words: list[str]) -> str:
@@ -51,10 +48,6 @@ def split_sentences(ids: list[int], vocab) -> list[list[str]]:
         elif i != PAD:
             words.append(vocab.tokens[i])
     return sentences
-
-
-def rows(ids: torch.Tensor) -> list[tuple[int, ...]]:
-    return [tuple(t for t in row if t != PAD) for row in ids.tolist()]
 
 
 @pytest.mark.parametrize(
@@ -177,42 +170,6 @@ def test_max_length_is_the_longest_encoded_input_of_any_split():
         assert max(s.tensors["ids"].shape[1] for s in dm.splits.values()) == dm.max_length
 
 
-@pytest.mark.parametrize("cls", [Sentiment, SentimentPair])
-def test_same_seed_same_data_whatever_num_workers_or_repeated_setup(cls):
-    a, b = cls(seed=5, **SIZES), cls(seed=5, **SIZES)
-    a.setup()
-    first = {split: dict(data.tensors) for split, data in a.splits.items()}
-    a.setup()
-    assert all(torch.equal(first[s][k], t) for s, data in a.splits.items() for k, t in data.tensors.items())
-    b.setup()
-    b.num_workers = 2
-    one, two = list(a.train_dataloader()), list(b.train_dataloader())
-    assert len(one) == len(two)
-    for x, y in zip(one, two, strict=True):
-        assert all(torch.equal(x[k], y[k]) for k in ("ids", "segments", "labels"))
-
-
-@pytest.mark.parametrize("cls", [Sentiment, SentimentPair])
-def test_different_seed_gives_different_data(cls):
-    a, b = cls(seed=1, **SIZES), cls(seed=2, **SIZES)
-    a.setup()
-    b.setup()
-    for split in ("train", "val", "test"):
-        x, y = a.splits[split].tensors["ids"], b.splits[split].tensors["ids"]
-        assert x.shape != y.shape or not torch.equal(x, y)
-
-
-@pytest.mark.parametrize(("cls", "lengths"), [(Sentiment, (1, 3)), (SentimentPair, (1, 2))])
-def test_no_validation_or_test_input_appears_in_training(cls, lengths):
-    # five words and short sentences make collisions likely, so the filter has work to do
-    dm = cls(seed=0, train_size=2000, val_size=30, test_size=30, train_lengths=lengths, **TINY_LEXICON)
-    dm.setup()
-    train = set(rows(dm.splits["train"].tensors["ids"]))
-    for split in ("val", "test"):
-        assert not train & set(rows(dm.splits[split].tensors["ids"]))
-    assert 500 < len(dm.splits["train"]) < 2000  # some, not all, generated examples were held out
-
-
 def test_a_batch_is_one_slice_trimmed_to_its_longest_input():
     dm = SentimentPair(seed=0, train_lengths=(1, 9), **SIZES)
     dm.setup()
@@ -226,22 +183,6 @@ def test_a_batch_is_one_slice_trimmed_to_its_longest_input():
         assert torch.equal(batch["segments"], whole["segments"][start : start + size, :width])
         assert torch.equal(batch["labels"], whole["labels"][start : start + size])
     assert min(widths) < whole["ids"].shape[1]  # some batch is narrower than the split: PAD columns were cut
-
-
-def test_evaluation_splits_are_shared_between_processes_without_repeats():
-    dm = Sentiment(seed=0, **{**SIZES, "val_size": 61})
-    dm.setup()
-    seen, labels = [], []
-    for rank in range(2):
-        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
-        for batch in dm.val_dataloader():
-            seen += rows(batch["ids"])
-            labels += batch["labels"].tolist()
-    assert len(seen) == 61
-    whole = dm.splits["val"].tensors
-    assert sorted(zip(seen, labels, strict=True)) == sorted(
-        zip(rows(whole["ids"]), whole["labels"].tolist(), strict=True)
-    )
 
 
 def test_bad_settings_are_refused_naming_the_key():

@@ -1,3 +1,5 @@
+import copy
+import io
 import os
 import subprocess
 import sys
@@ -5,32 +7,31 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nlparena.cli import NlpArenaCLI
+from nlparena.events import read_events
+from nlparena.figures import confusion_figure
 from nlparena.models import BertClassifier
+from nlparena.networks.bert import BertConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, QUIET, run_cli
 
-TINY_BERT = [f"--model.d_model={D_MODEL}", f"--model.n_heads={HEADS}", f"--model.d_ff={D_FF}", "--model.num_layers=2"]
+TINY_BERT = [
+    f"--model.bert.d_model={D_MODEL}",
+    f"--model.bert.n_heads={HEADS}",
+    f"--model.bert.d_ff={D_FF}",
+    "--model.bert.num_layers=2",
+]
 TINY_CLASSIFIERS = {
     "BertClassifier": ["--model=BertClassifier", *TINY_BERT],
-    "RNNClassifier": ["--model=RNNClassifier", "--model.embed_dim=10", "--model.hidden_size=6"],
+    "RNNClassifier": ["--model=RNNClassifier", "--model.rnn.embed_dim=10", "--model.rnn.hidden_size=6"],
 }
 TINY_SPLITS = ["--data.train_size=90", "--data.val_size=40", "--data.test_size=40", f"--data.batch_size={BATCH + 5}"]
 PRETRAIN = ["--model=BertPretraining", *TINY_BERT, "--data=Pretraining", *TINY_SPLITS, *QUIET]
 
 
-def events(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 0})
-    acc.Reload()
-    return acc
-
-
 def logged_counts(run_dir: Path, stage: str) -> torch.Tensor:
     """The last confusion matrix a run logged, read back from its TensorBoard text table."""
-    text = events(run_dir).Tensors(f"{stage}/confusion_matrix_counts/text_summary")[-1].tensor_proto.string_val[0]
-    rows = text.decode().splitlines()[2:]
-    return torch.tensor([[int(n) for n in row.strip("|").split("|")[1:]] for row in rows])
+    return read_events(run_dir).confusion(stage)[1]
 
 
 @pytest.mark.parametrize("data", ["Sentiment", "SentimentPair"])
@@ -44,12 +45,20 @@ def test_fast_dev_run_trains_validates_and_tests_every_classifier_on_every_task(
 @pytest.mark.parametrize("pooling", ["pooler", "cls", "mean"])
 def test_every_pooling_choice_runs_training_steps(pooling):
     args = (*TINY_CLASSIFIERS["BertClassifier"], f"--model.pooling={pooling}", "--data=Sentiment", *TINY_SPLITS)
-    run_cli("fit", *args, *QUIET, "--trainer.fast_dev_run=2")
+    cli = NlpArenaCLI(args=[*args, *QUIET, "--trainer.fast_dev_run=2"], run=False)
+    before = copy.deepcopy(cli.model.net.state_dict())
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    after = cli.model.net.state_dict()
+    assert cli.trainer.global_step == 2
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert {"classifier.weight", "bert.layers.0.attn.q_proj.weight", "bert.embeddings.tokens.weight"} <= changed
+    # only the pooler choice reads (and so trains) BERT's pooler; the others leave it as initialised
+    assert ("bert.pooler.weight" in changed) == (pooling == "pooler")
 
 
 def test_bert_pretraining_logs_mlm_and_nsp_losses_and_accuracies():
     run_cli("fit", *PRETRAIN, "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1")
-    tags = set(events(Path("logs/Pretraining/BertPretraining/version_0")).Tags()["scalars"])
+    tags = set(read_events("logs/Pretraining/BertPretraining/version_0").scalars)
     for stage in ("train", "val"):
         assert {f"{stage}/{name}" for name in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")} <= tags
 
@@ -67,8 +76,9 @@ def test_logged_confusion_matrix_equals_the_hand_count_of_the_models_predictions
         by_hand[true, pred] += 1
     assert by_hand.sum() == len(preds) == 40
     assert torch.equal(logged_counts(run_dir, "val"), by_hand)
-    assert len(events(run_dir).Images("val/confusion_matrix")) == 1
-    tags = set(events(run_dir).Tags()["scalars"])
+    logged = read_events(run_dir)
+    assert len(logged.images["val/confusion_matrix"]) == 1
+    tags = set(logged.scalars)
     names = data.class_names
     assert {f"val/f1/{n}" for n in names} | {f"val/precision/{n}" for n in names} | {"val/macro_f1"} <= tags
 
@@ -77,8 +87,14 @@ def test_test_run_writes_the_confusion_matrix_png():
     args = [*TINY_CLASSIFIERS["RNNClassifier"], "--data=Sentiment", *TINY_SPLITS, *QUIET]
     run_cli("fit", *args, "--trainer.max_epochs=1")
     run_cli("test", *args, "--ckpt_path=logs/Sentiment/RNNClassifier/version_0/checkpoints/last.ckpt")
+    names, test_counts = read_events("logs/Sentiment/RNNClassifier/version_1").confusion("test")
+    val_counts = logged_counts(Path("logs/Sentiment/RNNClassifier/version_0"), "val")
+    assert test_counts.sum() == 40 and not torch.equal(test_counts, val_counts)
+    # the PNG is the figure of the test matrix, drawn anew here from the counts the test logged
+    expected = io.BytesIO()
+    confusion_figure(test_counts.float(), names, "RNNClassifier, test").savefig(expected, dpi=120)
     png = Path("logs/Sentiment/RNNClassifier/version_1/confusion_matrix_test.png")
-    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert png.read_bytes() == expected.getvalue()
 
 
 def test_loading_a_pretraining_checkpoint_copies_the_encoder_weights_exactly():
@@ -98,9 +114,9 @@ def test_loading_a_pretraining_checkpoint_copies_the_encoder_weights_exactly():
             assert value.shape[0] == cli.model.hparams.max_len < saved.shape[0]
             saved = saved[: value.shape[0]]
         assert torch.equal(value, saved), key
-    scratch = BertClassifier(
-        cli.model.hparams.vocab_size, cli.model.hparams.max_len, 4, d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF
-    )
+    hparams = cli.model.hparams
+    bert = BertConfig(d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF)
+    scratch = BertClassifier(bert, vocab_size=hparams.vocab_size, max_len=hparams.max_len, num_classes=4)
     missing, unused = scratch.load_pretrained_encoder(ckpt)
     assert missing == [] and unused and all(k.startswith(("net.mlm", "net.nsp")) for k in unused)
 
@@ -132,7 +148,7 @@ def test_two_process_ddp_gives_the_same_test_confusion_matrix_as_one_process():
         command = ["test", *args, f"--ckpt_path={ckpt}", "--trainer.accelerator=cpu", f"--trainer.devices={devices}"]
         if devices == 2:
             command.append("--trainer.strategy=ddp")  # gloo on CPU; Lightning launches the second process
-        subprocess.run([sys.executable, "-m", "nlparena.cli", *command], check=True, env=env, timeout=300)
+        subprocess.run([sys.executable, "-m", "nlparena", *command], check=True, env=env, timeout=300)
     one, two = (logged_counts(Path(f"logs/SentimentPair/BertClassifier/version_{v}"), "test") for v in (1, 2))
     assert one.sum() == 40  # every test example counted once, none twice
     assert torch.equal(one, two)

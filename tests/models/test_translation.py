@@ -3,18 +3,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from nlparena.cli import NlpArenaCLI
+from nlparena.events import read_events
 from nlparena.models import Transformer
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
 
 TASKS = ["Copy", "Reverse", "Sort", "LanguagePair"]
-
-
-def events(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    return acc
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -29,9 +24,9 @@ def test_fast_dev_run_trains_validates_and_tests_every_model_on_every_task(model
 def test_attention_maps_reach_tensorboard_each_validation_and_png_files_at_test(model):
     args = (*TINY_MODELS[model], "--data=Reverse", *TINY_DATA, *QUIET)
     run_cli("fit", *args, "--trainer.max_epochs=2")
-    acc = events(Path(f"logs/Reverse/{model}/version_0"))
-    assert sorted(acc.Tags()["images"]) == [f"val/attention_map/{i}" for i in range(3)]
-    assert len(acc.Images("val/attention_map/0")) == 2  # one per validation epoch
+    images = read_events(f"logs/Reverse/{model}/version_0").images
+    assert sorted(images) == [f"val/attention_map/{i}" for i in range(3)]
+    assert len(images["val/attention_map/0"]) == 2  # one per validation epoch
     run_cli("test", *args, f"--ckpt_path=logs/Reverse/{model}/version_0/checkpoints/last.ckpt")
     pngs = sorted(p.name for p in Path(f"logs/Reverse/{model}/version_1/attention_maps").iterdir())
     assert pngs == ["test_example0.png", "test_example1.png", "test_example2.png"]
@@ -40,7 +35,7 @@ def test_attention_maps_reach_tensorboard_each_validation_and_png_files_at_test(
 
 def test_a_model_without_attention_draws_no_attention_maps():
     run_cli("fit", *TINY_MODELS["Seq2Seq"], "--data=Reverse", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")
-    assert events(Path("logs/Reverse/Seq2Seq/version_0")).Tags()["images"] == []
+    assert read_events("logs/Reverse/Seq2Seq/version_0").images == {}
 
 
 def test_tensorboard_shows_losses_metrics_learning_rate_and_samples():
@@ -54,8 +49,8 @@ def test_tensorboard_shows_losses_metrics_learning_rate_and_samples():
         "--trainer.log_every_n_steps=1",
     )
     run_dir = Path("logs/Reverse/Transformer/version_0")
-    acc = events(run_dir)
-    scalars = set(acc.Tags()["scalars"])
+    logged = read_events(run_dir)
+    scalars = set(logged.scalars)
     expected = {
         "train/loss",
         "train/token_accuracy",
@@ -69,8 +64,8 @@ def test_tensorboard_shows_losses_metrics_learning_rate_and_samples():
     assert expected <= scalars, expected - scalars
     assert any(tag.startswith("val/exact_match_by_length/") for tag in scalars)
     assert any(tag.startswith("val/token_accuracy_by_length/") for tag in scalars)
-    assert len(acc.Scalars("val/exact_match")) == 2  # one per epoch
-    samples = acc.Tensors("val/samples/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert len(logged.scalars["val/exact_match"]) == 2  # one per epoch
+    samples = logged.texts["val/samples"][-1][1]
     assert samples.startswith("| source | reference | output |") and samples.count("\n") == 2 + 4 - 1
     assert (run_dir / "config.yaml").exists()
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
@@ -94,12 +89,11 @@ def test_two_runs_with_the_same_seed_end_with_identical_metrics_and_weights():
             *QUIET,
             "--trainer.max_epochs=2",
             "--seed_everything=7",
-            "--model.dropout=0.2",
+            "--model.transformer.dropout=0.2",
             f"--trainer.logger.init_args.name={name}",
         )
         run_dir = Path(f"logs/{name}/version_0")
-        acc = events(run_dir)
-        metrics = {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+        metrics = read_events(run_dir).scalars
         weights = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
         finals.append((metrics, weights))
     (metrics_a, weights_a), (metrics_b, weights_b) = finals
@@ -110,8 +104,15 @@ def test_two_runs_with_the_same_seed_end_with_identical_metrics_and_weights():
 
 
 def test_checkpoint_loads_back_with_its_hyperparameters():
-    run_cli("fit", *TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1")
-    model = Transformer.load_from_checkpoint("logs/Copy/Transformer/version_0/checkpoints/last.ckpt")
-    assert model.hparams.d_model == 16 and model.hparams.vocab_size == 16  # 10 symbols + 6 specials
-    out = model.decode(torch.tensor([[7, 8, 9]]))
-    assert out.shape[0] == 1
+    cli = NlpArenaCLI(args=[*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    trained = cli.model.eval()
+    model = Transformer.load_from_checkpoint("logs/Copy/Transformer/version_0/checkpoints/last.ckpt").eval()
+    assert model.hparams.transformer["d_model"] == 16 and model.hparams.vocab_size == 16  # 10 symbols + 6 specials
+    assert model.hparams.transformer["num_encoder_layers"] == 1 and len(model.net.encoder) == 1
+    # the trained weights, not a fresh initialisation of the same sizes
+    assert trained.state_dict().keys() == model.state_dict().keys()
+    for key, value in trained.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+    src = cli.datamodule.splits["val"][list(range(8))]["src"]
+    assert torch.equal(model.decode(src), trained.decode(src))

@@ -1,30 +1,32 @@
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from nlparena.data.vocab import CLS, NUM_SPECIALS, PAD, SEP
 from nlparena.errors import ConfigError
-from nlparena.networks.bert import Bert, BertForClassification, BertForPretraining
+from nlparena.networks.bert import Bert, BertConfig, BertForClassification, BertForPretraining
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, VOCAB
 
 CLASSES = 4  # differs from every size in conftest
-SIZES = {"d_model": D_MODEL, "n_heads": HEADS, "d_ff": D_FF, "num_layers": 2, "dropout": 0.0}
+TINY = BertConfig(d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, num_layers=2, dropout=0.0)
 POOLINGS = ("pooler", "cls", "mean")
 
 
 def bert(seed: int = 0) -> Bert:
     torch.manual_seed(seed)
-    return Bert(VOCAB, MAX_LEN, **SIZES).eval()
+    return Bert(TINY, VOCAB, MAX_LEN).eval()
 
 
 def pretraining(seed: int = 0) -> BertForPretraining:
     torch.manual_seed(seed)
-    return BertForPretraining(VOCAB, MAX_LEN, **SIZES).eval()
+    return BertForPretraining(TINY, VOCAB, MAX_LEN).eval()
 
 
 def classifier(pooling: str = "pooler", seed: int = 0) -> BertForClassification:
     torch.manual_seed(seed)
-    return BertForClassification(VOCAB, MAX_LEN, CLASSES, **SIZES, pooling=pooling).eval()
+    return BertForClassification(TINY, VOCAB, MAX_LEN, CLASSES, pooling).eval()
 
 
 def pair() -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,18 +173,24 @@ def test_every_trainable_parameter_gets_a_gradient_so_ddp_finds_none_unused(pool
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("config", "network", "message"),
     [
-        ({"d_model": 0}, r"model\.d_model=0: must be at least 1"),
-        ({"d_ff": 0}, r"model\.d_ff=0: must be at least 1"),
-        ({"num_layers": 0}, r"model\.num_layers=0: must be at least 1"),
-        ({"num_segments": 0}, r"model\.num_segments=0: must be at least 1"),
-        ({"dropout": 1.0}, r"model\.dropout=1\.0: must be in \[0, 1\)"),
-        ({"d_model": 18, "n_heads": 4}, r"model\.d_model=18 must be divisible by model\.n_heads=4"),
-        ({"pooling": "max"}, r"model\.pooling='max': choose one of \['cls', 'mean', 'pooler'\]"),
-        ({"num_classes": 1}, r"model\.num_classes=1: must be at least 2"),
+        ({"d_model": 0}, {}, r"model\.bert\.d_model=0: must be at least 1"),
+        ({"d_ff": 0}, {}, r"model\.bert\.d_ff=0: must be at least 1"),
+        ({"num_layers": 0}, {}, r"model\.bert\.num_layers=0: must be at least 1"),
+        ({"num_segments": 0}, {}, r"model\.bert\.num_segments=0: must be at least 1"),
+        ({"dropout": 1.0}, {}, r"model\.bert\.dropout=1\.0: must be in \[0, 1\)"),
+        (
+            {"d_model": 18, "n_heads": 4},
+            {},
+            r"model\.bert\.d_model=18 must be divisible by model\.bert\.n_heads=4",
+        ),
+        ({}, {"pooling": "max"}, r"model\.pooling='max': choose one of \['pooler', 'cls', 'mean'\]"),
+        ({}, {"num_classes": 1}, r"model\.num_classes=1: must be at least 2"),
     ],
 )
-def test_bad_settings_are_refused_naming_the_key(kwargs, message):
+def test_bad_settings_are_refused_naming_the_key(config, network, message):
+    """`config` changes BertConfig keys (refused as the config is built), `network` the classifier's own arguments."""
+    arguments = {"num_classes": CLASSES, "pooling": "pooler", **network}
     with pytest.raises(ConfigError, match=message):
-        BertForClassification(VOCAB, MAX_LEN, **{"num_classes": CLASSES, **kwargs})
+        BertForClassification(replace(TINY, **config), VOCAB, MAX_LEN, **arguments)

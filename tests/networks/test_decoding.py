@@ -1,19 +1,21 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 
 from nlparena.data.vocab import BOS, EOS, NUM_SPECIALS, PAD
 from nlparena.networks.decoding import beam_search, greedy_decode, select_beams, sequence_log_prob
-from nlparena.networks.rnn import Seq2Seq, Seq2SeqAttention
-from nlparena.networks.transformer import Transformer
+from nlparena.networks.rnn import AttentionConfig, Seq2Seq, Seq2SeqAttention, Seq2SeqConfig
+from nlparena.networks.transformer import Transformer, TransformerConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, VOCAB
+from tests.networks.test_rnn import TINY as TINY_RNN
 
 
 def random_transformer(seed: int) -> Transformer:
     """A random network whose outputs depend on the source (weights scaled up, untied output)."""
     torch.manual_seed(seed)
-    net = Transformer(VOCAB, MAX_LEN, d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, dropout=0.0, share_embeddings=False)
+    config = TransformerConfig(d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, dropout=0.0, share_embeddings=False)
+    net = Transformer(config, VOCAB, MAX_LEN)
     with torch.no_grad():
         for p in net.parameters():
             if p.dim() > 1:
@@ -21,10 +23,10 @@ def random_transformer(seed: int) -> Transformer:
     return net.eval()
 
 
-def random_rnn(cls: type, **kwargs):
+def random_rnn(cls: type, config: Seq2SeqConfig, **attention: AttentionConfig):
     def build(seed: int):
         torch.manual_seed(seed)
-        net = cls(VOCAB, MAX_LEN, embed_dim=10, hidden_size=6, dropout=0.0, **kwargs)
+        net = cls(config, VOCAB, MAX_LEN, **attention)
         with torch.no_grad():
             for p in net.parameters():
                 p.mul_(4)
@@ -35,9 +37,11 @@ def random_rnn(cls: type, **kwargs):
 
 NETWORKS = {
     "transformer": random_transformer,
-    "seq2seq-lstm": random_rnn(Seq2Seq, cell="lstm", num_layers=2),
-    "bahdanau-gru": random_rnn(Seq2SeqAttention, attention="bahdanau"),
-    "general-feeding-lstm": random_rnn(Seq2SeqAttention, cell="lstm", attention="general", input_feeding=True),
+    "seq2seq-lstm": random_rnn(Seq2Seq, replace(TINY_RNN, cell="lstm", num_layers=2)),
+    "bahdanau-gru": random_rnn(Seq2SeqAttention, TINY_RNN, attention=AttentionConfig("bahdanau")),
+    "general-feeding-lstm": random_rnn(
+        Seq2SeqAttention, replace(TINY_RNN, cell="lstm"), attention=AttentionConfig("general", input_feeding=True)
+    ),
 }
 
 

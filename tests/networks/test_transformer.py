@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +8,7 @@ from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.decoding import greedy_decode
 from nlparena.networks.layers import MultiHeadAttention, shift_right
-from nlparena.networks.transformer import Transformer
+from nlparena.networks.transformer import Transformer, TransformerConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
 VARIANTS = [
@@ -15,10 +17,15 @@ VARIANTS = [
 ]
 
 
-def network(**kwargs) -> Transformer:
+TINY = TransformerConfig(
+    d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, num_encoder_layers=2, num_decoder_layers=3, dropout=0.0
+)
+
+
+def network(**settings) -> Transformer:
+    """A tiny Transformer: TINY with `settings` (config keys) changed."""
     torch.manual_seed(0)
-    args = dict(d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, num_encoder_layers=2, num_decoder_layers=3, dropout=0.0)
-    return Transformer(VOCAB, MAX_LEN, **{**args, **kwargs}).eval()
+    return Transformer(replace(TINY, **settings), VOCAB, MAX_LEN).eval()
 
 
 def tokens(length: int) -> torch.Tensor:
@@ -95,8 +102,9 @@ def test_source_longer_than_positional_table_is_refused():
 
 
 def test_d_model_not_divisible_by_heads_is_refused():
-    with pytest.raises(ConfigError, match=r"model\.d_model=18 must be divisible by model.n_heads=4"):
-        Transformer(VOCAB, MAX_LEN, d_model=18, n_heads=4)
+    message = r"model\.transformer\.d_model=18 must be divisible by model\.transformer\.n_heads=4"
+    with pytest.raises(ConfigError, match=message):
+        TransformerConfig(d_model=18, n_heads=4)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -1,42 +1,25 @@
-"""Figures for TensorBoard (`add_figure`) and, at test time, PNG files in the run's folder."""
+"""Callbacks that draw figures (nlparena/figures.py) to TensorBoard (`add_figure`) and, at test time, as PNG files
+in the run's folder: attention maps and confusion matrices."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from nlparena.events import counts_table
+from nlparena.figures import attention_figure, confusion_figure
 from nlparena.networks.layers import shift_right
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 def run_folder(trainer: pl.Trainer) -> Path:
     """The run's folder, read from the logger: `trainer.log_dir` is a broadcast under DDP, and only the
     global-zero process draws, so calling it there alone would hang the others."""
     return Path(getattr(trainer.logger, "log_dir", None) or trainer.default_root_dir)
-
-
-def attention_figure(weights: torch.Tensor, source: list[str], output: list[str], title: str) -> Figure:
-    """Heatmap of weights (T, S): source tokens across, output tokens down."""
-    from matplotlib.figure import Figure  # imported here: matplotlib costs start-up time to runs that draw nothing
-
-    T, S = weights.shape
-    fig = Figure(figsize=(1.0 + 0.42 * S, 1.0 + 0.42 * T), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="equal")
-    ax.set_xticks(range(S), source, rotation=90)
-    ax.set_yticks(range(T), output)
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    return fig
 
 
 class AttentionMaps(Callback):
@@ -94,61 +77,6 @@ class AttentionMaps(Callback):
                 fig.savefig(folder / f"test_example{i}.png", dpi=120)
             if isinstance(trainer.logger, TensorBoardLogger):
                 trainer.logger.experiment.add_figure(f"{stage}/attention_map/{i}", fig, trainer.global_step)
-
-
-def confusion_figure(counts: torch.Tensor, class_names: list[str], title: str) -> Figure:
-    """Counts (C, C), true class down and predicted across, beside the same rows normalised to sum to 1."""
-    from matplotlib.figure import Figure
-
-    C = counts.shape[0]
-    fig = Figure(figsize=(4.0 + 2.2 * C, 1.5 + 0.9 * C), layout="constrained")
-    for ax, values, name, fmt in zip(
-        fig.subplots(1, 2),
-        (counts, row_rates(counts)),
-        ("counts", "normalised by true class"),
-        ("{:.0f}", "{:.2f}"),
-        strict=True,
-    ):
-        draw_matrix(fig, ax, values, class_names, name, fmt)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def row_rates(counts: torch.Tensor) -> torch.Tensor:
-    """Counts (C, C) as the share of each true class (rows sum to 1; an empty row stays 0)."""
-    return counts / counts.sum(1, keepdim=True).clamp(min=1)
-
-
-def draw_matrix(fig: Figure, ax: Any, values: torch.Tensor, class_names: list[str], title: str, fmt: str) -> None:
-    """One confusion-matrix panel on `ax`: values (C, C) as colours and numbers, true class down, predicted across."""
-    C = values.shape[0]
-    image = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
-    for i in range(C):
-        for j in range(C):
-            dark = values[i, j] > 0.5 * values.max()
-            ax.text(j, i, fmt.format(float(values[i, j])), ha="center", va="center", color="w" if dark else "k")
-    ax.set_xticks(range(C), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(C), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-
-
-def counts_table(counts: torch.Tensor, class_names: list[str]) -> str:
-    """The confusion matrix as a markdown table (TensorBoard text): rows true, columns predicted."""
-    rows = ["| true \\ predicted | " + " | ".join(class_names) + " |", "|---" * (len(class_names) + 1) + "|"]
-    for name, row in zip(class_names, counts.long().tolist(), strict=True):
-        rows.append(f"| {name} | " + " | ".join(str(n) for n in row) + " |")
-    return "\n".join(rows)
-
-
-def parse_counts_table(text: str) -> tuple[list[str], torch.Tensor]:
-    """The class names and counts (C, C) of a `counts_table` read back from TensorBoard (the comparison report)."""
-    header, _, *rows = text.strip().splitlines()
-    names = [cell.strip() for cell in header.strip("|").split("|")[1:]]
-    counts = [[int(cell) for cell in row.strip("|").split("|")[1:]] for row in rows]
-    return names, torch.tensor(counts)
 
 
 class ConfusionMatrices(Callback):

@@ -13,25 +13,12 @@ from typing import Any, ClassVar
 import torch
 
 from nlparena.data.sentiment import SentimentLexicon, SentimentPairTask, SentimentTask, bert_inputs
-from nlparena.data.splits import SplitDataModule, check_length_range, resolve_lengths
+from nlparena.data.splits import SplitDataModule
 from nlparena.data.tasks import split_generator
 from nlparena.data.vocab import Vocab
 from nlparena.errors import ConfigError
 
 MAX_CANDIDATE_ROUNDS = 32  # rounds of N candidates drawn before a wanted class counts as unreachable
-
-
-def sentiment_lexicon(num_positive: int, num_negative: int, num_neutral: int, num_negators: int) -> SentimentLexicon:
-    """The lexicon of the given sizes; ConfigError naming the first size below 1."""
-    for key, value in (
-        ("num_positive", num_positive),
-        ("num_negative", num_negative),
-        ("num_neutral", num_neutral),
-        ("num_negators", num_negators),
-    ):
-        if value < 1:
-            raise ConfigError(f"data.{key}={value}: must be at least 1")
-    return SentimentLexicon(num_positive, num_negative, num_neutral, num_negators)
 
 
 def class_quotas(n: int, weights: Sequence[float]) -> torch.Tensor:
@@ -54,32 +41,17 @@ class ClassificationDataModule(SplitDataModule):
     """Labelled BERT inputs, deterministic from `seed`; batches `{"ids", "segments", "labels"}`.
 
     Args:
-        train_lengths: (min, max) words per sentence in training examples.
-        val_lengths: (min, max) for validation; defaults to `train_lengths`.
-        test_lengths: (min, max) for test and predict; defaults to `val_lengths`.
         class_weights: wanted class proportions in `class_names` order (normalised), for every split;
             None keeps the task's own proportions.
+        Others as in SplitDataModule (the lengths count the words of each sentence).
     """
 
     family: ClassVar[str] = "classification"  # which models train on it (their `family` must match)
     input_name: ClassVar[str] = "ids"
     trim: ClassVar[dict[str, str]] = {"ids": "ids", "segments": "ids"}
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        train_size: int = 2000,
-        val_size: int = 500,
-        test_size: int = 500,
-        train_lengths: tuple[int, int] = (4, 12),
-        val_lengths: tuple[int, int] | None = None,
-        test_lengths: tuple[int, int] | None = None,
-        seed: int = 0,
-        num_workers: int = 0,
-        class_weights: list[float] | None = None,
-    ) -> None:
-        super().__init__(batch_size, train_size, val_size, test_size, seed, num_workers)
-        self.lengths = resolve_lengths(train_lengths, val_lengths, test_lengths)
+    def __init__(self, class_weights: list[float] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
         self.task = self.build_task()
         self._check_settings()
@@ -88,9 +60,8 @@ class ClassificationDataModule(SplitDataModule):
         raise NotImplementedError
 
     def _check_settings(self) -> None:
-        for split, lengths in self.lengths.items():
-            check_length_range(f"{split}_lengths", lengths, self.task.min_length, type(self).__name__)
-        self.check_distinct_inputs(self.task.capacity(*self.lengths["train"]), "train_lengths", self.lengths["train"])
+        capacity = self.task.capacity(*self.lengths["train"])
+        self.check_lengths(self.task.min_length, capacity, "raise the lengths or the lexicon sizes")
         weights = self.class_weights
         if weights is None:
             return
@@ -156,30 +127,43 @@ class ClassificationDataModule(SplitDataModule):
         return sentences, labels[keep]
 
 
-class _SentimentData(ClassificationDataModule):
-    """Tasks over the sentiment lexicon; its sizes are config keys (the `Pretraining` corpus takes the same)."""
+class SentimentLexiconSizes:
+    """The sentiment lexicon's sizes as config keys, for every data module over it (Sentiment, SentimentPair and
+    the Pretraining corpus: the same sizes give the same vocabulary, so a pre-trained checkpoint fits).
+
+    Args:
+        num_positive, num_negative: `good*` and `bad*` words.
+        num_neutral: neutral words.
+        num_negators: `not*` words, each flipping the polarity of the next sentiment word.
+    """
 
     def __init__(
-        self,
-        num_positive: int = 8,
-        num_negative: int = 8,
-        num_neutral: int = 16,
-        num_negators: int = 2,
-        **kwargs: Any,
+        self, num_positive: int = 8, num_negative: int = 8, num_neutral: int = 16, num_negators: int = 2, **kwargs: Any
     ) -> None:
-        self.lexicon = sentiment_lexicon(num_positive, num_negative, num_neutral, num_negators)
+        sizes = {"num_positive": num_positive, "num_negative": num_negative, "num_neutral": num_neutral}
+        for key, value in {**sizes, "num_negators": num_negators}.items():
+            if value < 1:
+                raise ConfigError(f"data.{key}={value}: must be at least 1")
+        self.lexicon = SentimentLexicon(num_positive, num_negative, num_neutral, num_negators)
         super().__init__(**kwargs)
+
+
+class _SentimentData(SentimentLexiconSizes, ClassificationDataModule):
+    """Classification tasks over the sentiment lexicon."""
+
+    task_class: ClassVar[type[SentimentTask]]
+
+    def build_task(self) -> SentimentTask:
+        return self.task_class(self.lexicon)
 
 
 class Sentiment(_SentimentData):
     """One sentence -> negative / neutral / positive / mixed; a negator flips the next sentiment word."""
 
-    def build_task(self) -> SentimentTask:
-        return SentimentTask(self.lexicon)
+    task_class = SentimentTask
 
 
 class SentimentPair(_SentimentData):
     """Two sentences -> agree / disagree (both polar, same or opposite polarity) / unrelated."""
 
-    def build_task(self) -> SentimentPairTask:
-        return SentimentPairTask(self.lexicon)
+    task_class = SentimentPairTask

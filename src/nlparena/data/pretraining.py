@@ -14,11 +14,11 @@ Shapes: N documents, S segment width (PAD after each segment), W encoded width (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from nlparena.data.classification import sentiment_lexicon
+from nlparena.data.classification import SentimentLexiconSizes
 from nlparena.data.sentiment import (
     NEGATIVE_WORD,
     NEGATOR,
@@ -28,7 +28,7 @@ from nlparena.data.sentiment import (
     after,
     bert_inputs,
 )
-from nlparena.data.splits import SplitDataModule, check_length_range
+from nlparena.data.splits import SplitDataModule
 from nlparena.data.tasks import distinct_sequences, padding_mask, random_lengths, sequence_keys, split_generator
 from nlparena.data.vocab import MASK, NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
@@ -114,45 +114,29 @@ def mask_tokens(
     return masked, torch.where(chosen, ids, IGNORE_INDEX)
 
 
-class Pretraining(SplitDataModule):
+class Pretraining(SentimentLexiconSizes, SplitDataModule):
     """MLM + NSP documents over the `Sentiment` lexicon, deterministic from `seed`.
 
     Batches are `{"ids", "segments", "mlm_labels", "is_next"}`. Masks are drawn once per split in
     `setup()` (static masking, like the original BERT data), so every epoch and every run agree.
 
     Args:
-        segment_lengths: (min, max) words in each of a document's two segments, in every split.
         mask_rate: share of the non-special tokens chosen for MLM.
+        Others: the lexicon's sizes (SentimentLexiconSizes) and those of every task (SplitDataModule; the lengths
+            count the words of each of a document's two segments).
     """
 
     family: ClassVar[str] = "pretraining"  # which models train on it (their `family` must match)
     input_name: ClassVar[str] = "ids"
     trim: ClassVar[dict[str, str]] = {"ids": "ids", "segments": "ids", "mlm_labels": "ids"}
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        train_size: int = 10_000,
-        val_size: int = 500,
-        test_size: int = 500,
-        segment_lengths: tuple[int, int] = (4, 12),
-        seed: int = 0,
-        num_workers: int = 0,
-        num_positive: int = 8,
-        num_negative: int = 8,
-        num_neutral: int = 16,
-        num_negators: int = 2,
-        mask_rate: float = 0.15,
-    ) -> None:
-        super().__init__(batch_size, train_size, val_size, test_size, seed, num_workers)
-        self.segment_lengths = tuple(segment_lengths)
-        self.lexicon = sentiment_lexicon(num_positive, num_negative, num_neutral, num_negators)
+    def __init__(self, mask_rate: float = 0.15, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.mask_rate = mask_rate
-        check_length_range("segment_lengths", self.segment_lengths, 1, type(self).__name__)
         if not 0 < mask_rate <= 1:
             raise ConfigError(f"data.mask_rate={mask_rate}: must be in (0, 1]")
-        capacity = distinct_sequences(len(self.lexicon), *self.segment_lengths) ** 2
-        self.check_distinct_inputs(capacity, "segment_lengths", self.segment_lengths)
+        capacity = distinct_sequences(len(self.lexicon), *self.lengths["train"]) ** 2
+        self.check_lengths(1, capacity, "raise the lengths or the lexicon sizes")
 
     @property
     def vocab(self) -> Vocab:
@@ -165,7 +149,7 @@ class Pretraining(SplitDataModule):
     @property
     def max_length(self) -> int:
         """Longest encoded input, [CLS] A [SEP] B [SEP] (the model's positional table size)."""
-        return 2 * self.segment_lengths[1] + 3
+        return 2 * max(hi for _, hi in self.lengths.values()) + 3
 
     def input_keys(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
         """Keys of the unmasked inputs, so that a held-out document stays out of training whatever its masks."""
@@ -174,7 +158,7 @@ class Pretraining(SplitDataModule):
 
     def generate(self, split: str) -> dict[str, torch.Tensor]:
         g, n = split_generator(self.seed, split), self.sizes[split]
-        first, second, _ = documents(self.lexicon, g, n, *self.segment_lengths)
+        first, second, _ = documents(self.lexicon, g, n, *self.lengths[split])
         partner, is_next = next_sentence_partners(g, n)
         ids, segments = bert_inputs(first, second[partner])
         masked, mlm_labels = mask_tokens(ids, g, self.vocab_size, self.mask_rate)

@@ -94,16 +94,39 @@ class SplitDataModule(pl.LightningDataModule):
 
     Subclasses implement `generate(split)` (a dict of tensors with a shared first dimension), name the
     model input `input_name` (a training example whose input equals a held-out one is dropped) and the
-    tensors `trim`med per batch (see `TensorBatches`).
+    tensors `trim`med per batch (see `TensorBatches`); they take their own settings and pass these on as
+    `**kwargs`, so that every task has them as config keys.
+
+    Args:
+        train_lengths: (min, max) length of the training inputs: symbols of a translation source, words of each
+            sentence of a classification input or of each segment of a pre-training pair.
+        val_lengths: (min, max) for validation; defaults to `train_lengths`.
+        test_lengths: (min, max) for test and predict; defaults to `val_lengths`. May exceed the training lengths,
+            to measure length generalisation.
+        batch_size: examples per batch, per process.
+        train_size, val_size, test_size: examples generated for each split (training loses the few whose input
+            is also a validation or test input).
+        seed: the data's seed; the same seed gives the same data whatever the processes or workers.
+        num_workers: DataLoader worker processes (0: batches are sliced in the training process).
     """
 
     input_name: ClassVar[str]
     trim: ClassVar[dict[str, str]]
 
     def __init__(
-        self, batch_size: int, train_size: int, val_size: int, test_size: int, seed: int, num_workers: int
+        self,
+        train_lengths: tuple[int, int] = (4, 12),
+        val_lengths: tuple[int, int] | None = None,
+        test_lengths: tuple[int, int] | None = None,
+        batch_size: int = 64,
+        train_size: int = 10_000,
+        val_size: int = 500,
+        test_size: int = 500,
+        seed: int = 0,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
+        self.lengths = resolve_lengths(train_lengths, val_lengths, test_lengths)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         for key, value in (("batch_size", batch_size), *((f"{s}_size", n) for s, n in self.sizes.items())):
@@ -119,14 +142,18 @@ class SplitDataModule(pl.LightningDataModule):
         """(N,) key per example; equal inputs get equal keys."""
         return sequence_keys(tensors[self.input_name])
 
-    def check_distinct_inputs(self, capacity: int, lengths_key: str, lengths: tuple[int, int]) -> None:
-        """ConfigError if held-out inputs could take half of all possible ones (training would not cover the task)."""
+    def check_lengths(self, lowest: int, capacity: int, remedy: str) -> None:
+        """ConfigError unless every split's lengths are a range from `lowest` up, and the `capacity` distinct inputs
+        of the training lengths are at least twice the held-out examples: validation and test inputs are removed
+        from training, and if they could take half of all possible ones, training would not cover the task."""
+        for split, lengths in self.lengths.items():
+            check_length_range(f"{split}_lengths", lengths, lowest, type(self).__name__)
         held_out = self.sizes["val"] + self.sizes["test"]
         if capacity < 2 * held_out:
             raise ConfigError(
-                f"too few distinct inputs: {type(self).__name__} has only {capacity} with data.{lengths_key}="
-                f"{list(lengths)}, less than twice val_size + test_size = {held_out}; "
-                "raise the lengths or the lexicon sizes, or lower the held-out sizes"
+                f"too few distinct inputs: {type(self).__name__} has only {capacity} with data.train_lengths="
+                f"{list(self.lengths['train'])}, less than twice val_size + test_size = {held_out}; "
+                f"{remedy}, or lower the held-out sizes"
             )
 
     @property

@@ -10,59 +10,27 @@ from typing import Any, ClassVar
 
 import torch
 
-from nlparena.data.splits import SplitDataModule, check_length_range, resolve_lengths
+from nlparena.data.splits import SplitDataModule
 from nlparena.data.tasks import CopyTask, LanguagePairTask, ReverseTask, SortTask, SymbolTask, split_generator
 from nlparena.data.vocab import Vocab
 from nlparena.errors import ConfigError
 
 
 class TranslationDataModule(SplitDataModule):
-    """Synthetic source -> target pairs, deterministic from `seed`.
-
-    Args:
-        train_lengths: (min, max) source length of training examples.
-        val_lengths: (min, max) for validation; defaults to `train_lengths`.
-        test_lengths: (min, max) for test and predict; defaults to `val_lengths`. May exceed
-            training lengths to measure length generalisation.
-    """
+    """Synthetic source -> target pairs, deterministic from `seed`; its settings are SplitDataModule's."""
 
     family: ClassVar[str] = "translation"  # which models train on it (their `family` must match)
     input_name: ClassVar[str] = "src"
     trim: ClassVar[dict[str, str]] = {"src": "src", "tgt": "tgt"}
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        train_size: int = 10_000,
-        val_size: int = 500,
-        test_size: int = 500,
-        train_lengths: tuple[int, int] = (3, 10),
-        val_lengths: tuple[int, int] | None = None,
-        test_lengths: tuple[int, int] | None = None,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(batch_size, train_size, val_size, test_size, seed, num_workers)
-        self.lengths = resolve_lengths(train_lengths, val_lengths, test_lengths)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.task = self.build_task()
-        self._check_settings()
+        capacity = self.task.capacity(*self.lengths["train"])
+        self.check_lengths(self.task.min_length, capacity, "raise data.vocab_size (or the word counts) or the lengths")
 
     def build_task(self) -> SymbolTask | LanguagePairTask:
         raise NotImplementedError
-
-    def _check_settings(self) -> None:
-        for split, lengths in self.lengths.items():
-            check_length_range(f"{split}_lengths", lengths, self.task.min_length, type(self).__name__)
-        # Validation and test examples are removed from training; if they could fill half of all possible
-        # sequences, what is left to train on no longer covers the task.
-        capacity = self.task.capacity(*self.lengths["train"])
-        held_out = self.sizes["val"] + self.sizes["test"]
-        if capacity < 2 * held_out:
-            raise ConfigError(
-                f"vocabulary too small: {type(self).__name__} has only {capacity} distinct sequences of length "
-                f"{list(self.lengths['train'])}, less than twice val_size + test_size = {held_out}; "
-                "raise data.vocab_size or the lengths, or lower the held-out sizes"
-            )
 
     @property
     def vocab(self) -> Vocab:
@@ -86,7 +54,7 @@ class TranslationDataModule(SplitDataModule):
 class _SymbolData(TranslationDataModule):
     """Tasks over random symbols.
 
-    Lengths start at 3 by default: with 10 symbols there are only 10 sequences of length 1 and 100 of
+    Keep the shortest length at 3 or more: with 10 symbols there are only 10 sequences of length 1 and 100 of
     length 2, so the held-out sets would take nearly all of them and training would never see those lengths.
     """
 
@@ -96,26 +64,28 @@ class _SymbolData(TranslationDataModule):
         self.num_symbols = vocab_size
         super().__init__(**kwargs)
 
+    task_class: ClassVar[type[SymbolTask]]
+
+    def build_task(self) -> SymbolTask:
+        return self.task_class(self.num_symbols)
+
 
 class Copy(_SymbolData):
     """Copy the source. `vocab_size` counts the task's symbols (specials come on top)."""
 
-    def build_task(self) -> SymbolTask:
-        return CopyTask(self.num_symbols)
+    task_class = CopyTask
 
 
 class Reverse(_SymbolData):
     """Reverse the source."""
 
-    def build_task(self) -> SymbolTask:
-        return ReverseTask(self.num_symbols)
+    task_class = ReverseTask
 
 
 class Sort(_SymbolData):
     """Sort the source symbols ascending."""
 
-    def build_task(self) -> SymbolTask:
-        return SortTask(self.num_symbols)
+    task_class = SortTask
 
 
 class LanguagePair(TranslationDataModule):

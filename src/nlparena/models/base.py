@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, ClassVar, Literal, TypeVar
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import nn
+
+from nlparena.data.vocab import PAD
+
+Config = TypeVar("Config")
 
 
 def cut_positional_tables(state: dict[str, Any], size: int) -> list[str]:
@@ -33,21 +39,57 @@ def write_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], met
         writer.add_summary(summary)
 
 
+def network_config(config_class: type[Config], value: Config | dict[str, Any]) -> Config:
+    """A network's config as given by the CLI (a dataclass) or read back from a checkpoint's hyperparameters (a
+    dict: checkpoints keep plain values, so that they load with `weights_only=True`)."""
+    return value if isinstance(value, config_class) else config_class(**value)
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys: {"transformer": {"d_model": 64}} -> {"transformer.d_model": 64}."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class ArenaModel(pl.LightningModule):
     """Base of the models users pick with `--model`.
 
     `family` says which data modules it trains on (their `family` must match); `headline_metric` is what
     checkpoints keep the best of and what reports compare.
+
+    Args:
+        vocab_size, max_len, pad_id: set by the data module (linked by the CLI, never typed): vocabulary size,
+            longest sequence of any split (the positional table's size), padding id.
     """
 
     family: ClassVar[Literal["translation", "classification", "pretraining"]]
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[Literal["min", "max"]] = "max"
 
-    def build(self, network: type[nn.Module]) -> nn.Module:
-        """The network, from this model's hyperparameters of the same names (after `save_hyperparameters`)."""
-        names = inspect.signature(network).parameters
-        return network(**{key: value for key, value in self.hparams.items() if key in names})
+    def __init__(self, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
+        super().__init__()
+        self.vocab_size, self.max_len, self.pad_id = vocab_size, max_len, pad_id
+
+    def save_hyperparameters(
+        self,
+        *args: Any,
+        ignore: Sequence[str] | str | None = None,
+        frame: FrameType | None = None,
+        logger: bool = True,
+    ) -> None:
+        """Lightning's, with network configs (dataclasses) kept as dicts: a checkpoint then holds only plain values,
+        and `load_from_checkpoint` passes the dict back (see `network_config`)."""
+        frame = frame or inspect.currentframe().f_back  # the caller's __init__, whose arguments are saved
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+        for hparams in (self._hparams, self._hparams_initial):
+            for key, value in hparams.items():
+                if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                    hparams[key] = dataclasses.asdict(value)
 
     def on_fit_start(self) -> None:
         """Register this run's hyperparameters with its headline metrics for TensorBoard's HPARAMS tab."""
@@ -67,7 +109,7 @@ class ArenaModel(pl.LightningModule):
         is written as a string (`[3, 10]`)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         params: dict[str, Any] = {"model": type(self).__name__}
-        params.update({key: value for key, value in self.hparams.items() if not key.startswith("_")})
+        params.update(flatten({key: value for key, value in self.hparams.items() if not key.startswith("_")}))
         if datamodule is not None:
             params["data"] = type(datamodule).__name__
             params.update(

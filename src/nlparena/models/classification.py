@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +17,10 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.models.base import ArenaModel, cut_positional_tables
-from nlparena.networks.bert import BertForClassification
+from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
+from nlparena.networks.bert import BertConfig, BertForClassification, Pooling
+from nlparena.networks.rnn import RNNConfig
 from nlparena.networks.rnn_classifier import RNNClassifier as RNNClassifierNetwork
 
 
@@ -61,27 +61,20 @@ class ClassificationModel(ArenaModel):
     """Shared training and metrics for every classifier; subclasses build `self.net` (ids, segments) -> logits.
 
     Args:
-        vocab_size, max_len, num_classes, pad_id: set by the data module (linked by the CLI).
+        num_classes: set by the data module (linked by the CLI), like vocab_size, max_len and pad_id (ArenaModel).
         label_smoothing: mass moved from the gold class to the others in the loss.
     """
 
     family = "classification"
     headline_metric = "val/macro_f1"
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        num_classes: int,
-        pad_id: int = PAD,
-        label_smoothing: float = 0.0,
-    ) -> None:
-        super().__init__()
+    def __init__(self, num_classes: int, label_smoothing: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if num_classes < 2:
             raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
-        self.num_classes, self.pad_id, self.label_smoothing = num_classes, pad_id, label_smoothing
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.train_accuracy = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_metrics = ClassMetrics(num_classes)
         self.test_metrics = ClassMetrics(num_classes)
@@ -149,25 +142,18 @@ class BertClassifier(ClassificationModel):
 
     def __init__(
         self,
-        vocab_size: int,
-        max_len: int,
-        num_classes: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        pooling: Literal["pooler", "cls", "mean"] = "pooler",
+        bert: BertConfig = BertConfig(),
+        pooling: Pooling = "pooler",
         pretrained: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(vocab_size, max_len, num_classes, pad_id, **kwargs)
+        super().__init__(**kwargs)
         if pretrained is not None and not Path(pretrained).is_file():
             raise ConfigError(f"model.pretrained={pretrained}: no such file")
         self.save_hyperparameters()
         self.pretrained = pretrained
-        self.net = self.build(BertForClassification)
+        config = network_config(BertConfig, bert)
+        self.net = BertForClassification(config, self.vocab_size, self.max_len, self.num_classes, pooling, self.pad_id)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.pretrained is not None:
@@ -203,21 +189,10 @@ class BertClassifier(ClassificationModel):
 
 
 class RNNClassifier(ClassificationModel):
-    """Bidirectional GRU/LSTM with attention pooling (Yang et al. 2016), to compare with BERT on the same data."""
+    """GRU/LSTM with attention pooling (Yang et al. 2016), to compare with BERT on the same data."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        num_classes: int,
-        pad_id: int = PAD,
-        embed_dim: int = 64,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        cell: Literal["gru", "lstm"] = "gru",
-        dropout: float = 0.1,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(vocab_size, max_len, num_classes, pad_id, **kwargs)
+    def __init__(self, rnn: RNNConfig = RNNConfig(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.net = self.build(RNNClassifierNetwork)
+        config = network_config(RNNConfig, rnn)
+        self.net = RNNClassifierNetwork(config, self.vocab_size, self.max_len, self.num_classes, self.pad_id)

@@ -8,9 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from nlparena.data.vocab import PAD
-from nlparena.models.base import ArenaModel
-from nlparena.networks.bert import BertForPretraining
+from nlparena.models.base import ArenaModel, network_config
+from nlparena.networks.bert import BertConfig, BertForPretraining
 
 IGNORE = -100  # label of the positions MLM does not predict (data/pretraining.py writes it)
 
@@ -19,31 +18,22 @@ class BertPretraining(ArenaModel):
     """BERT trained on MLM + NSP; its checkpoint starts `BertClassifier --model.pretrained PATH`.
 
     Args:
-        vocab_size, max_len, pad_id: set by the data module (linked by the CLI).
+        bert: BERT's sizes, the same as the classifier's that will be fine-tuned from this checkpoint.
         nsp_weight: weight of the NSP loss beside the MLM loss (1 in BERT).
+        Others (vocab_size, max_len, pad_id) as in ArenaModel.
     """
 
     family = "pretraining"
     headline_metric = "val/mlm_accuracy"
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        nsp_weight: float = 1.0,
-    ) -> None:
-        super().__init__()
+    def __init__(self, bert: BertConfig = BertConfig(), nsp_weight: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.save_hyperparameters()
         self.nsp_weight = nsp_weight
-        self.net = self.build(BertForPretraining)
+        self.net = BertForPretraining(network_config(BertConfig, bert), self.vocab_size, self.max_len, self.pad_id)
         for stage in ("train", "val", "test"):
-            setattr(self, f"{stage}_mlm_accuracy", MulticlassAccuracy(vocab_size, average="micro", validate_args=False))
+            accuracy = MulticlassAccuracy(self.vocab_size, average="micro", validate_args=False)
+            setattr(self, f"{stage}_mlm_accuracy", accuracy)
             setattr(self, f"{stage}_nsp_accuracy", MulticlassAccuracy(2, average="micro", validate_args=False))
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

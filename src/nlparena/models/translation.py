@@ -13,13 +13,15 @@ from torchmetrics.text import BLEUScore
 
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
-from nlparena.models.base import ArenaModel, cut_positional_tables
+from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
 from nlparena.models.metrics import BucketedMean
 from nlparena.networks.decoding import beam_search, greedy_decode
 from nlparena.networks.layers import shift_right
+from nlparena.networks.rnn import AttentionConfig, Seq2SeqConfig
 from nlparena.networks.rnn import Seq2Seq as Seq2SeqNetwork
 from nlparena.networks.rnn import Seq2SeqAttention as Seq2SeqAttentionNetwork
 from nlparena.networks.transformer import Transformer as TransformerNetwork
+from nlparena.networks.transformer import TransformerConfig
 
 
 class StageMetrics(nn.Module):
@@ -58,14 +60,14 @@ class TranslationModel(ArenaModel):
     """Shared training, decoding and metrics for every encoder-decoder; subclasses build `self.net`.
 
     Args:
-        vocab_size, max_len, pad_id: set by the data module (linked by the CLI).
         label_smoothing: mass moved from the gold token to the others in the loss.
         num_samples: sample translations written to TensorBoard each validation epoch.
         decode: how validation, test, predict and `nlparena translate` decode: "greedy" or "beam".
         beam_size, length_penalty: beam search settings (GNMT's alpha; 0 ranks by total log-probability).
+        Others (vocab_size, max_len, pad_id) as in ArenaModel.
 
-    A subclass takes its network's arguments and passes the rest on as `**kwargs`; jsonargparse follows
-    them here, so every argument is a config key of the subclass.
+    A subclass takes its network's config and passes the rest on as `**kwargs`; jsonargparse follows them here,
+    so every argument is a config key of the subclass.
     """
 
     family = "translation"
@@ -73,16 +75,14 @@ class TranslationModel(ArenaModel):
 
     def __init__(
         self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
         label_smoothing: float = 0.1,
         num_samples: int = 4,
         decode: Literal["greedy", "beam"] = "greedy",
         beam_size: int = 4,
         length_penalty: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
         if decode not in ("greedy", "beam"):
@@ -91,12 +91,11 @@ class TranslationModel(ArenaModel):
             raise ConfigError(f"model.beam_size={beam_size}: must be at least 1")
         if length_penalty < 0:
             raise ConfigError(f"model.length_penalty={length_penalty}: must be at least 0")
-        self.vocab_size, self.max_len, self.pad_id = vocab_size, max_len, pad_id
         self.label_smoothing, self.num_samples = label_smoothing, num_samples
         self.decoding, self.beam_size, self.length_penalty = decode, beam_size, length_penalty
-        self.train_metrics = StageMetrics(vocab_size, pad_id, max_len)
-        self.val_metrics = StageMetrics(vocab_size, pad_id, max_len)
-        self.test_metrics = StageMetrics(vocab_size, pad_id, max_len)
+        self.train_metrics = StageMetrics(self.vocab_size, self.pad_id, self.max_len)
+        self.val_metrics = StageMetrics(self.vocab_size, self.pad_id, self.max_len)
+        self.test_metrics = StageMetrics(self.vocab_size, self.pad_id, self.max_len)
         self.net: nn.Module
         self._samples: dict[str, torch.Tensor] = {}
 
@@ -211,70 +210,31 @@ class TranslationModel(ArenaModel):
 
 
 class Transformer(TranslationModel):
-    """Transformer encoder-decoder (Vaswani et al. 2017) on SDPA."""
+    """Transformer encoder-decoder (Vaswani et al. 2017) on SDPA; its sizes are `transformer.*`."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_encoder_layers: int = 2,
-        num_decoder_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
-        norm_first: bool = True,
-        share_embeddings: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(vocab_size, max_len, pad_id, **kwargs)
+    def __init__(self, transformer: TransformerConfig = TransformerConfig(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.net = self.build(TransformerNetwork)
+        config = network_config(TransformerConfig, transformer)
+        self.net = TransformerNetwork(config, self.vocab_size, self.max_len, self.pad_id)
 
 
 class Seq2Seq(TranslationModel):
     """RNN encoder-decoder whose only view of the source is the final context vector (Cho et al. 2014)."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        embed_dim: int = 64,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        cell: Literal["gru", "lstm"] = "gru",
-        dropout: float = 0.1,
-        share_embeddings: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(vocab_size, max_len, pad_id, **kwargs)
+    def __init__(self, rnn: Seq2SeqConfig = Seq2SeqConfig(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.net = self.build(Seq2SeqNetwork)
+        self.net = Seq2SeqNetwork(network_config(Seq2SeqConfig, rnn), self.vocab_size, self.max_len, self.pad_id)
 
 
 class Seq2SeqAttention(TranslationModel):
     """RNN encoder-decoder with attention: additive (Bahdanau et al. 2015) or Luong et al.'s dot / general."""
 
     def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        embed_dim: int = 64,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        cell: Literal["gru", "lstm"] = "gru",
-        dropout: float = 0.1,
-        share_embeddings: bool = True,
-        attention: Literal["bahdanau", "dot", "general"] = "bahdanau",
-        input_feeding: bool = False,
-        **kwargs: Any,
+        self, rnn: Seq2SeqConfig = Seq2SeqConfig(), attention: AttentionConfig = AttentionConfig(), **kwargs: Any
     ) -> None:
-        super().__init__(vocab_size, max_len, pad_id, **kwargs)
+        super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.net = self.build(Seq2SeqAttentionNetwork)
+        rnn, attention = network_config(Seq2SeqConfig, rnn), network_config(AttentionConfig, attention)
+        self.net = Seq2SeqAttentionNetwork(rnn, self.vocab_size, self.max_len, self.pad_id, attention)

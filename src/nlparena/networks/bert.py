@@ -6,17 +6,38 @@ Segment ids say which sentence of a pair a token is in: 0 for "[CLS] A [SEP]", 1
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.layers import LearnedPositions, check_heads
+from nlparena.networks.layers import AttentionStackConfig, LearnedPositions, check_choice, check_sizes
 from nlparena.networks.transformer import EncoderLayer
 
-POOLINGS = ("cls", "mean", "pooler")
+Pooling = Literal["pooler", "cls", "mean"]
+POOLINGS = get_args(Pooling)
+
+
+@dataclass(frozen=True)
+class BertConfig(AttentionStackConfig):
+    """BERT's sizes: `model.bert.*` in a config, the same for pre-training and for the classifier fine-tuned from it.
+
+    d_model is BERT's hidden_size, d_ff its intermediate_size; dropout also acts before the classifier.
+    """
+
+    group: ClassVar[str] = "bert"
+
+    num_layers: int = 2
+    """post-norm encoder layers"""
+    num_segments: int = 2
+    """segment (sentence A / B) embeddings (BERT's type_vocab_size)"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_sizes(self.group, num_layers=self.num_layers, num_segments=self.num_segments)
 
 
 def init_bert_weights(module: nn.Module) -> None:
@@ -63,35 +84,17 @@ class Bert(nn.Module):
 
     Args:
         max_len: size of the positional table; longer sequences are refused.
-        num_segments: how many segment (sentence A / B) embeddings; 2 in BERT.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        num_segments: int = 2,
-    ) -> None:
+    def __init__(self, config: BertConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
-        sizes = {"d_model": d_model, "d_ff": d_ff, "num_layers": num_layers, "num_segments": num_segments}
-        for key, value in sizes.items():
-            if value < 1:
-                raise ConfigError(f"model.{key}={value}: must be at least 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
-        check_heads(d_model, n_heads)
+        c = config
         self.pad_id = pad_id
-        self.embeddings = BertEmbeddings(vocab_size, d_model, max_len, num_segments, dropout, pad_id)
+        self.embeddings = BertEmbeddings(vocab_size, c.d_model, max_len, c.num_segments, c.dropout, pad_id)
         # BERT is post-norm: each residual block ends in a LayerNorm, so the stack needs no final one.
-        layer_args = (d_model, n_heads, d_ff, dropout)
-        self.layers = nn.ModuleList(EncoderLayer(*layer_args, norm_first=False) for _ in range(num_layers))
-        self.pooler = nn.Linear(d_model, d_model)  # inside Bert, so that a pre-trained pooler transfers with it
+        layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(*layer_args, norm_first=False) for _ in range(c.num_layers))
+        self.pooler = nn.Linear(c.d_model, c.d_model)  # inside Bert, so that a pre-trained pooler transfers with it
         self.apply(init_bert_weights)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,22 +133,11 @@ class BertForPretraining(nn.Module):
     Args as in Bert.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        num_segments: int = 2,
-    ) -> None:
+    def __init__(self, config: BertConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
-        self.bert = Bert(vocab_size, max_len, pad_id, d_model, n_heads, num_layers, d_ff, dropout, num_segments)
-        self.mlm = MaskedLMHead(d_model, vocab_size, self.bert.embeddings.tokens)
-        self.nsp = nn.Linear(d_model, 2)
+        self.bert = Bert(config, vocab_size, max_len, pad_id)
+        self.mlm = MaskedLMHead(config.d_model, vocab_size, self.bert.embeddings.tokens)
+        self.nsp = nn.Linear(config.d_model, 2)
         init_bert_weights(self.nsp)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,30 +168,18 @@ class BertForClassification(nn.Module):
     """
 
     def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        num_classes: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        num_segments: int = 2,
-        pooling: Literal["pooler", "cls", "mean"] = "pooler",
+        self, config: BertConfig, vocab_size: int, max_len: int, num_classes: int, pooling: Pooling, pad_id: int = PAD
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ConfigError(f"model.pooling={pooling!r}: choose one of {list(POOLINGS)}")
+        check_choice("model.pooling", pooling, POOLINGS)
         if num_classes < 2:
             raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
         self.pooling = pooling
-        self.bert = Bert(vocab_size, max_len, pad_id, d_model, n_heads, num_layers, d_ff, dropout, num_segments)
+        self.bert = Bert(config, vocab_size, max_len, pad_id)
         # An unread pooler would get no gradient, which DDP refuses; frozen, it stays in the state dict all the same.
         self.bert.pooler.requires_grad_(pooling == "pooler")
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(d_model, num_classes)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, num_classes)
         init_bert_weights(self.classifier)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,6 +6,9 @@ Shapes: B batch, T query length, S key length, D model width, H heads, Dh = D / 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +23,51 @@ def shift_right(tgt: torch.Tensor, bos_id: int = BOS) -> torch.Tensor:
     return torch.cat([torch.full_like(tgt[:, :1], bos_id), tgt[:, :-1]], dim=1)
 
 
-def check_heads(d_model: int, n_heads: int) -> None:
+def check_sizes(group: str, **sizes: int) -> None:
+    """ConfigError naming the first size below 1, as its config key (`model.transformer.d_model=0: ...`)."""
+    for key, value in sizes.items():
+        if value < 1:
+            raise ConfigError(f"model.{group}.{key}={value}: must be at least 1")
+
+
+def check_dropout(group: str, dropout: float) -> None:
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.{group}.dropout={dropout}: must be in [0, 1)")
+
+
+def check_choice(key: str, value: object, choices: Iterable[object]) -> None:
+    """ConfigError unless `value` is one of `choices` (jsonargparse checks Literal types, a direct call does not)."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}: choose one of {choices}")
+
+
+def check_heads(d_model: int, n_heads: int, group: str | None = None) -> None:
+    """ConfigError unless d_model splits into n_heads equal heads; named as config keys when `group` is given."""
+    key = f"model.{group}." if group else ""
     if n_heads < 1 or d_model % n_heads:
-        raise ConfigError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
+        raise ConfigError(f"{key}d_model={d_model} must be divisible by {key}n_heads={n_heads}")
+
+
+@dataclass(frozen=True)
+class AttentionStackConfig:
+    """The sizes of every stack of attention and feed-forward layers; TransformerConfig and BertConfig add theirs."""
+
+    group: ClassVar[str]  # the config key the model gives it: `model.<group>.d_model`
+
+    d_model: int = 128
+    """width of every token's vector"""
+    n_heads: int = 4
+    """attention heads; d_model must be divisible by it"""
+    d_ff: int = 256
+    """hidden width of each feed-forward block"""
+    dropout: float = 0.1
+    """dropout after embeddings, attention weights and every residual branch"""
+
+    def __post_init__(self) -> None:
+        check_sizes(self.group, d_model=self.d_model, d_ff=self.d_ff)
+        check_heads(self.d_model, self.n_heads, self.group)
+        check_dropout(self.group, self.dropout)
 
 
 class MultiHeadAttention(nn.Module):
@@ -123,6 +168,9 @@ def check_length(length: int, table_size: int) -> None:
         raise ConfigError(f"sequence length {length} is beyond the positional table (model.max_len={table_size})")
 
 
+POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
+
+
 class TokenEmbedding(nn.Module):
     """Token embedding scaled by sqrt(D), plus positions, then dropout."""
 
@@ -138,10 +186,8 @@ class TokenEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         self.tokens = tokens or nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        position_types = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
-        if positions not in position_types:
-            raise ConfigError(f"model.positions={positions!r}: choose one of {sorted(position_types)}")
-        self.positions = position_types[positions](d_model, max_len)
+        check_choice("positions", positions, POSITIONS)
+        self.positions = POSITIONS[positions](d_model, max_len)
         self.scale = math.sqrt(d_model)
         self.dropout = nn.Dropout(dropout)
 

@@ -8,7 +8,7 @@ Every tensor in RNNMemory and RNNCache has the batch first, so that beam search 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import nn
@@ -16,9 +16,68 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
+from nlparena.networks.layers import check_choice, check_dropout, check_sizes
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-ATTENTIONS = ("bahdanau", "dot", "general")
+AttentionKind = Literal["bahdanau", "dot", "general"]
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    """An RNN's sizes and cell: `model.rnn.*` in a config (RNNClassifier; Seq2SeqConfig adds to it)."""
+
+    group: ClassVar[str] = "rnn"
+
+    embed_dim: int = 64
+    """width of the token embeddings"""
+    hidden_size: int = 128
+    """hidden size per direction; the encoder's outputs are hidden_size * 2 wide when bidirectional"""
+    num_layers: int = 1
+    """stacked recurrent layers (dropout acts between them)"""
+    bidirectional: bool = True
+    """whether the encoder also reads right to left"""
+    cell: Literal["gru", "lstm"] = "gru"
+    """the recurrent cell"""
+    dropout: float = 0.1
+    """dropout on embeddings, between layers and before the output layer"""
+
+    def __post_init__(self) -> None:
+        check_sizes(self.group, embed_dim=self.embed_dim, hidden_size=self.hidden_size, num_layers=self.num_layers)
+        check_choice(f"model.{self.group}.cell", self.cell, CELLS)
+        check_dropout(self.group, self.dropout)
+
+    @property
+    def state_size(self) -> int:
+        """Width of the encoder's outputs, and of the decoder's states: hidden_size * directions."""
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig(RNNConfig):
+    """An RNN encoder-decoder's sizes and cell: `model.rnn.*` in a config (Seq2Seq, Seq2SeqAttention)."""
+
+    share_embeddings: bool = True
+    """one matrix for source and target embeddings (the output layer reads more than a decoder state, so it is not
+    tied)"""
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """How Seq2SeqAttention's decoder attends: `model.attention.*` in a config."""
+
+    group: ClassVar[str] = "attention"
+
+    kind: AttentionKind = "bahdanau"
+    """bahdanau (additive; Bahdanau et al. 2015), or Luong et al. 2015's multiplicative dot or general"""
+    input_feeding: bool = False
+    """Luong's input feeding: the previous attentional vector is fed to the RNN with the embedding"""
+
+    def __post_init__(self) -> None:
+        check_choice(f"model.{self.group}.kind", self.kind, get_args(AttentionKind))
+        if self.input_feeding and self.kind == "bahdanau":
+            raise ConfigError(
+                "model.attention.input_feeding=true: Luong's input feeding needs attention.kind 'dot' or 'general'"
+            )
 
 
 def recurrent(
@@ -29,17 +88,6 @@ def recurrent(
     return CELLS[cell](
         input_size, hidden_size, num_layers, batch_first=True, dropout=dropout, bidirectional=bidirectional
     )
-
-
-def check_rnn_settings(embed_dim: int, hidden_size: int, num_layers: int, cell: str, dropout: float) -> None:
-    """ConfigError naming the first bad setting that every RNN network shares."""
-    for key, value in {"embed_dim": embed_dim, "hidden_size": hidden_size, "num_layers": num_layers}.items():
-        if value < 1:
-            raise ConfigError(f"model.{key}={value}: must be at least 1")
-    if cell not in CELLS:
-        raise ConfigError(f"model.cell={cell!r}: choose one of {sorted(CELLS)}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
 
 
 @dataclass
@@ -67,22 +115,14 @@ class RNNEncoder(nn.Module):
     """Embedding -> dropout -> GRU/LSTM over packed sequences, so PAD never enters the recurrence."""
 
     def __init__(
-        self,
-        vocab_size: int,
-        embed_dim: int,
-        hidden_size: int,
-        num_layers: int,
-        bidirectional: bool,
-        cell: Literal["gru", "lstm"],
-        dropout: float,
-        pad_id: int,
-        embedding: nn.Embedding | None = None,
+        self, config: RNNConfig, vocab_size: int, pad_id: int = PAD, embedding: nn.Embedding | None = None
     ) -> None:
         super().__init__()
-        self.pad_id, self.directions = pad_id, 2 if bidirectional else 1
-        self.embedding = embedding if embedding is not None else nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
-        self.rnn = recurrent(cell, embed_dim, hidden_size, num_layers, dropout, bidirectional)
+        c = config
+        self.pad_id, self.directions = pad_id, 2 if c.bidirectional else 1
+        self.embedding = embedding or nn.Embedding(vocab_size, c.embed_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(c.dropout)
+        self.rnn = recurrent(c.cell, c.embed_dim, c.hidden_size, c.num_layers, c.dropout, c.bidirectional)
 
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """src (B, S) -> states (B, S, Hd), final hidden (L, B, Hd), final LSTM cell (L, B, Hd) or None."""
@@ -109,32 +149,18 @@ class RNNEncoderDecoder(nn.Module):
     Subclasses build `decoder` (what it reads beside the embedding differs) and `unroll`.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int,
-        embed_dim: int,
-        hidden_size: int,
-        num_layers: int,
-        bidirectional: bool,
-        cell: Literal["gru", "lstm"],
-        dropout: float,
-        share_embeddings: bool,
-    ) -> None:
+    def __init__(self, config: Seq2SeqConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
-        check_rnn_settings(embed_dim, hidden_size, num_layers, cell, dropout)
+        c = config
         self.pad_id, self.max_len = pad_id, max_len  # no positional table: max_len only keeps the common interface
-        self.state_size = hd = hidden_size * (2 if bidirectional else 1)
-        embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.encoder = RNNEncoder(
-            vocab_size, embed_dim, hidden_size, num_layers, bidirectional, cell, dropout, pad_id, embedding
-        )
-        self.tgt_embed = embedding if share_embeddings else nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.state_size = hd = c.state_size
+        embedding = nn.Embedding(vocab_size, c.embed_dim, padding_idx=pad_id)
+        self.encoder = RNNEncoder(c, vocab_size, pad_id, embedding)
+        self.tgt_embed = embedding if c.share_embeddings else nn.Embedding(vocab_size, c.embed_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(c.dropout)
         # Each encoder layer's final state, mapped and squashed, starts the decoder layer at the same depth.
         self.bridge = nn.Sequential(nn.Linear(hd, hd), nn.Tanh())
-        self.cell_bridge = nn.Sequential(nn.Linear(hd, hd), nn.Tanh()) if cell == "lstm" else None
+        self.cell_bridge = nn.Sequential(nn.Linear(hd, hd), nn.Tanh()) if c.cell == "lstm" else None
 
     def encode(self, src: torch.Tensor) -> RNNMemory:
         """src (B, S) -> encoder states, source mask and the decoder's initial state."""
@@ -185,41 +211,15 @@ class Seq2Seq(RNNEncoderDecoder):
     The decoder reads c beside every input embedding, and the output layer reads [decoder state; c; embedding].
     Sutskever et al. 2014 is close to bidirectional=False, cell="lstm", num_layers=4.
 
-    Args:
-        max_len: kept for the interface shared with the Transformer; an RNN has no positional table.
-        hidden_size: per direction; the decoder's hidden size is hidden_size * 2 when bidirectional.
-        share_embeddings: one matrix for source and target embeddings (the output layer reads more than a
-            decoder state, so it is not tied).
+    The decoder's hidden size is the encoder's output width (hidden_size * 2 when bidirectional); max_len is kept for
+    the interface shared with the Transformer: an RNN has no positional table.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        embed_dim: int = 64,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        cell: Literal["gru", "lstm"] = "gru",
-        dropout: float = 0.1,
-        share_embeddings: bool = True,
-    ) -> None:
-        super().__init__(
-            vocab_size,
-            max_len,
-            pad_id,
-            embed_dim,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            cell,
-            dropout,
-            share_embeddings,
-        )
-        hd = self.state_size
-        self.decoder = recurrent(cell, embed_dim + hd, hd, num_layers, dropout)  # c beside each embedding
-        self.generator = nn.Linear(2 * hd + embed_dim, vocab_size)
+    def __init__(self, config: Seq2SeqConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
+        super().__init__(config, vocab_size, max_len, pad_id)
+        c, hd = config, self.state_size
+        self.decoder = recurrent(c.cell, c.embed_dim + hd, hd, c.num_layers, c.dropout)  # c beside each embedding
+        self.generator = nn.Linear(2 * hd + c.embed_dim, vocab_size)
 
     def unroll(self, memory: RNNMemory, tgt_in: torch.Tensor, cache: RNNCache) -> tuple[torch.Tensor, None]:
         emb = self.dropout(self.tgt_embed(tgt_in))  # (B, T, M)
@@ -232,7 +232,7 @@ class Seq2Seq(RNNEncoderDecoder):
 class Attention(nn.Module):
     """Scores of decoder queries against encoder states: additive (Bahdanau) or multiplicative (Luong dot, general)."""
 
-    def __init__(self, kind: Literal["bahdanau", "dot", "general"], size: int) -> None:
+    def __init__(self, kind: AttentionKind, size: int) -> None:
         super().__init__()
         self.kind = kind
         # Bahdanau's U_k and Luong's general W only touch encoder states: applied once per source, in keys().
@@ -262,52 +262,27 @@ class Attention(nn.Module):
 class Seq2SeqAttention(RNNEncoderDecoder):
     """RNN encoder-decoder whose decoder attends over every encoder state at every step.
 
-    Args:
-        attention: "bahdanau" (additive, Bahdanau et al. 2015): the previous decoder state queries, the context is
-            fed to the RNN with the embedding, and a deep output tanh(W [state; context; embedding]) feeds the
-            generator. "dot" or "general" (Luong et al. 2015): the RNN steps first, its output queries, and the
-            attentional vector tanh(W_c [context; state]) feeds the generator.
-        input_feeding: Luong's input feeding: the previous attentional vector is fed to the RNN with the embedding.
-        Others as in Seq2Seq.
+    With attention.kind "bahdanau" (additive, Bahdanau et al. 2015) the previous decoder state queries, the context
+    is fed to the RNN with the embedding, and a deep output tanh(W [state; context; embedding]) feeds the generator.
+    With "dot" or "general" (Luong et al. 2015) the RNN steps first, its output queries, and the attentional vector
+    tanh(W_c [context; state]) feeds the generator.
     """
 
     def __init__(
         self,
+        config: Seq2SeqConfig,
         vocab_size: int,
         max_len: int,
         pad_id: int = PAD,
-        embed_dim: int = 64,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        cell: Literal["gru", "lstm"] = "gru",
-        dropout: float = 0.1,
-        share_embeddings: bool = True,
-        attention: Literal["bahdanau", "dot", "general"] = "bahdanau",
-        input_feeding: bool = False,
+        attention: AttentionConfig = AttentionConfig(),
     ) -> None:
-        if attention not in ATTENTIONS:
-            raise ConfigError(f"model.attention={attention!r}: choose one of {list(ATTENTIONS)}")
-        if input_feeding and attention == "bahdanau":
-            raise ConfigError("model.input_feeding=True: Luong's input feeding needs attention 'dot' or 'general'")
-        super().__init__(
-            vocab_size,
-            max_len,
-            pad_id,
-            embed_dim,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            cell,
-            dropout,
-            share_embeddings,
-        )
-        self.input_feeding = input_feeding
-        hd = self.state_size
-        reads_vector = attention == "bahdanau" or input_feeding  # the context, or the previous attentional vector
-        self.decoder = recurrent(cell, embed_dim + (hd if reads_vector else 0), hd, num_layers, dropout)
-        self.attention = Attention(attention, hd)
-        self.output = nn.Linear(2 * hd + (embed_dim if attention == "bahdanau" else 0), hd)
+        super().__init__(config, vocab_size, max_len, pad_id)
+        c, hd, kind = config, self.state_size, attention.kind
+        self.input_feeding = attention.input_feeding
+        reads_vector = kind == "bahdanau" or self.input_feeding  # the context, or the previous attentional vector
+        self.decoder = recurrent(c.cell, c.embed_dim + (hd if reads_vector else 0), hd, c.num_layers, c.dropout)
+        self.attention = Attention(kind, hd)
+        self.output = nn.Linear(2 * hd + (c.embed_dim if kind == "bahdanau" else 0), hd)
         self.generator = nn.Linear(hd, vocab_size)
 
     def encode(self, src: torch.Tensor) -> RNNMemory:

@@ -1,18 +1,16 @@
 """RNNClassifier: a bidirectional GRU/LSTM with attention pooling, the RNN side of the classification comparison.
 
-Shapes: B batch, S sequence length, C classes, Hd = hidden_size * 2: the width of the encoder outputs.
+Shapes: B batch, S sequence length, C classes, Hd = hidden_size * directions: the width of the encoder outputs.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.rnn import RNNEncoder, check_rnn_settings
+from nlparena.networks.rnn import RNNConfig, RNNEncoder
 
 
 class AttentionPooling(nn.Module):
@@ -31,34 +29,22 @@ class AttentionPooling(nn.Module):
 
 
 class RNNClassifier(nn.Module):
-    """Bidirectional GRU/LSTM over packed sequences, attention pooling of its states, dropout, a linear classifier.
+    """GRU/LSTM (bidirectional by default) over packed sequences, attention pooling of its states, dropout, a linear
+    classifier.
 
     Args:
         max_len: kept for the interface shared with BertForClassification; an RNN has no positional table.
-        hidden_size: per direction; the pooled vector is hidden_size * 2 wide.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        num_classes: int,
-        pad_id: int = PAD,
-        embed_dim: int = 64,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        cell: Literal["gru", "lstm"] = "gru",
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, config: RNNConfig, vocab_size: int, max_len: int, num_classes: int, pad_id: int = PAD) -> None:
         super().__init__()
-        check_rnn_settings(embed_dim, hidden_size, num_layers, cell, dropout)
         if num_classes < 2:
             raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
         self.pad_id, self.max_len = pad_id, max_len
-        self.encoder = RNNEncoder(vocab_size, embed_dim, hidden_size, num_layers, True, cell, dropout, pad_id)
-        self.pooling = AttentionPooling(2 * hidden_size)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(2 * hidden_size, num_classes)
+        self.encoder = RNNEncoder(config, vocab_size, pad_id)
+        self.pooling = AttentionPooling(config.state_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.state_size, num_classes)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, S) -> logits (B, C).

@@ -6,14 +6,44 @@ Shapes: B batch, S source length, T target length, D d_model, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from nlparena.data.vocab import PAD
-from nlparena.errors import ConfigError
-from nlparena.networks.layers import FeedForward, MultiHeadAttention, TokenEmbedding, check_heads
+from nlparena.networks.layers import (
+    POSITIONS,
+    AttentionStackConfig,
+    FeedForward,
+    MultiHeadAttention,
+    TokenEmbedding,
+    check_choice,
+    check_sizes,
+)
+
+
+@dataclass(frozen=True)
+class TransformerConfig(AttentionStackConfig):
+    """The Transformer's sizes and choices: `model.transformer.*` in a config."""
+
+    group: ClassVar[str] = "transformer"
+
+    num_encoder_layers: int = 2
+    """encoder layers (self-attention + feed-forward)"""
+    num_decoder_layers: int = 2
+    """decoder layers (causal self-attention + cross-attention + feed-forward)"""
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    """positional encoding: fixed sinusoids (any length) or a learned table (lengths seen in training)"""
+    norm_first: bool = True
+    """pre-norm residual blocks (stable without warmup) instead of the paper's post-norm"""
+    share_embeddings: bool = True
+    """one matrix for the source embedding, the target embedding and the output projection"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_sizes(self.group, num_encoder_layers=self.num_encoder_layers, num_decoder_layers=self.num_decoder_layers)
+        check_choice(f"model.{self.group}.positions", self.positions, POSITIONS)
 
 
 @dataclass
@@ -98,56 +128,30 @@ class Transformer(nn.Module):
     """Encoder-decoder Transformer over one shared vocabulary.
 
     Args:
+        config: sizes and choices (TransformerConfig).
+        vocab_size, pad_id: of the data's vocabulary.
         max_len: size of the positional table; longer sequences are refused.
-        positions: "sinusoidal" (fixed) or "learned".
-        norm_first: pre-norm residual blocks (stable without warmup) instead of the paper's post-norm.
-        share_embeddings: one matrix for source embedding, target embedding and output projection.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        pad_id: int = PAD,
-        d_model: int = 128,
-        n_heads: int = 4,
-        num_encoder_layers: int = 2,
-        num_decoder_layers: int = 2,
-        d_ff: int = 256,
-        dropout: float = 0.1,
-        positions: Literal["sinusoidal", "learned"] = "sinusoidal",
-        norm_first: bool = True,
-        share_embeddings: bool = True,
-    ) -> None:
+    def __init__(self, config: TransformerConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
-        sizes = {
-            "d_model": d_model,
-            "d_ff": d_ff,
-            "num_encoder_layers": num_encoder_layers,
-            "num_decoder_layers": num_decoder_layers,
-        }
-        for key, value in sizes.items():
-            if value < 1:
-                raise ConfigError(f"model.{key}={value}: must be at least 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout={dropout}: must be in [0, 1)")
-        check_heads(d_model, n_heads)
+        c = config
         self.pad_id = pad_id
-        self.src_embed = TokenEmbedding(vocab_size, d_model, max_len, positions, dropout, pad_id)
-        shared = self.src_embed.tokens if share_embeddings else None
-        self.tgt_embed = TokenEmbedding(vocab_size, d_model, max_len, positions, dropout, pad_id, tokens=shared)
-        layer_args = (d_model, n_heads, d_ff, dropout, norm_first)
-        self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(num_encoder_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(num_decoder_layers))
+        self.src_embed = TokenEmbedding(vocab_size, c.d_model, max_len, c.positions, c.dropout, pad_id)
+        shared = self.src_embed.tokens if c.share_embeddings else None
+        self.tgt_embed = TokenEmbedding(vocab_size, c.d_model, max_len, c.positions, c.dropout, pad_id, tokens=shared)
+        layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, c.norm_first)
+        self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(c.num_encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(c.num_decoder_layers))
         # Pre-norm stacks end with a LayerNorm; post-norm layers already end normalised.
-        self.encoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        self.decoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        self.generator = nn.Linear(d_model, vocab_size)
+        self.encoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
+        self.generator = nn.Linear(c.d_model, vocab_size)
         for embed in (self.src_embed, self.tgt_embed):  # unit variance after the sqrt(D) scale; PAD stays zero
-            nn.init.normal_(embed.tokens.weight, std=d_model**-0.5)
+            nn.init.normal_(embed.tokens.weight, std=c.d_model**-0.5)
             with torch.no_grad():
                 embed.tokens.weight[pad_id].zero_()
-        if share_embeddings:
+        if c.share_embeddings:
             self.generator.weight = self.src_embed.tokens.weight
 
     def encode(self, src: torch.Tensor) -> EncoderOutput:

@@ -1,5 +1,5 @@
 """The report of `nlparena compare`: `report.md`, `results.csv` and `figures/*.png` in `logs/compare/NAME/`,
-built from each run's TensorBoard event files (read by tensorboard's EventAccumulator) and its `compare.json`.
+built from each run's TensorBoard event files (read by `nlparena.events`) and its `compare.json`.
 
 Per run: parameters, fit time, training throughput, steps to reach the target, best validation headline metric,
 test metrics; figures: the validation headline metric against the step for every run, exact match (and token
@@ -9,51 +9,14 @@ accuracy) per source-length bucket for translation, confusion matrices side by s
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
+from nlparena.compare.config import Comparison, Record
+from nlparena.events import RunEvents, read_events
+from nlparena.figures import draw_matrix, row_rates
 
-from nlparena.callbacks.figures import draw_matrix, parse_counts_table, row_rates
-
-if TYPE_CHECKING:
-    from nlparena.compare import Comparison, Record
-
-COUNTS_TAG = "test/confusion_matrix_counts/text_summary"  # ConfusionMatrices' text table, as TensorBoard stores it
 BUCKETS = {"exact_match_by_length": "exact match", "token_accuracy_by_length": "token accuracy"}  # TranslationModel's
-
-
-@dataclass
-class RunEvents:
-    """What a run logged: every scalar series (tag -> [(step, value)]) and its test confusion matrix if any."""
-
-    scalars: dict[str, list[tuple[int, float]]]
-    confusion: tuple[list[str], torch.Tensor] | None = None
-
-    def last(self, tag: str) -> float | None:
-        series = self.scalars.get(tag)
-        return series[-1][1] if series else None
-
-
-def read_events(version_dir: Path | None) -> RunEvents:
-    """Every scalar of a run's event files (all of them: a run's test reopens the writer) and its confusion matrix."""
-    if version_dir is None or not version_dir.is_dir():
-        return RunEvents({})
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    # size_guidance 0 keeps every event (the default samples long series); purging is off because the test
-    # metrics are logged at the last training step, which must not read as a restarted run
-    acc = EventAccumulator(
-        str(version_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 0}, purge_orphaned_data=False
-    )
-    acc.Reload()
-    tags = acc.Tags()
-    scalars = {tag: [(event.step, event.value) for event in acc.Scalars(tag)] for tag in tags["scalars"]}
-    confusion = None
-    if COUNTS_TAG in tags["tensors"]:
-        confusion = parse_counts_table(acc.Tensors(COUNTS_TAG)[-1].tensor_proto.string_val[0].decode())
-    return RunEvents(scalars, confusion)
 
 
 def best_of(series: list[tuple[int, float]], mode: str) -> float | None:
@@ -191,7 +154,7 @@ def confusion_figure(events: dict[str, RunEvents], path: Path) -> Path | None:
     """Classification: each run's test confusion matrix normalised by true class, side by side."""
     from matplotlib.figure import Figure
 
-    matrices = {run: e.confusion for run, e in events.items() if e.confusion is not None}
+    matrices = {run: matrix for run, e in events.items() if (matrix := e.confusion("test")) is not None}
     if not matrices:
         return None
     C = max(counts.shape[0] for _, counts in matrices.values())

@@ -20,8 +20,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.utilities import rank_zero_info
 
 from nlparena.callbacks import LinearScaling
-from nlparena.cli import NlpArenaCLI, OneLineArgumentParser
-from nlparena.errors import ConfigError
+from nlparena.cli.lightning import NlpArenaCLI
+from nlparena.errors import ConfigError, OneLineArgumentParser
+from nlparena.figures import lr_curve_figure
 
 
 class _LrRecorder(Callback):
@@ -131,26 +132,6 @@ class ScheduleCLI(NlpArenaCLI):
         return recorder.lrs
 
 
-def draw(lrs: list[list[float]], title: str, out: Path) -> None:
-    """The lr of each param group against the optimizer step, as a PNG."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 3.5), layout="constrained")
-    ax = fig.add_subplot()
-    steps = range(len(lrs))
-    for group in range(len(lrs[0])):
-        ax.plot(steps, [lr[group] for lr in lrs], label=f"param group {group}")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title, fontsize=9)
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    ax.grid(alpha=0.3)
-    if len(lrs[0]) > 1:
-        ax.legend()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-
-
 def schedule(args: list[str]) -> list[list[float]]:
     """`nlparena schedule`: draw the lr curve to `--out` (PNG) and its values to the same name with .csv."""
     parser = OneLineArgumentParser(
@@ -171,7 +152,8 @@ def schedule(args: list[str]) -> list[list[float]]:
     if not lrs:
         raise ConfigError("schedule: the run takes no optimizer step (is the training split empty?)")
     title = " + ".join(Path(path).name for path in opts.config) or "defaults"
-    draw(lrs, f"{title}: {len(lrs)} optimizer steps", opts.out)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    lr_curve_figure(lrs, f"{title}: {len(lrs)} optimizer steps").savefig(opts.out, dpi=120)
     table = opts.out.with_suffix(".csv")
     header = ",".join(["step", *(f"lr_group{g}" for g in range(len(lrs[0])))])
     rows = [",".join([str(step), *(f"{lr:.10g}" for lr in row)]) for step, row in enumerate(lrs)]

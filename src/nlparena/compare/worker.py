@@ -1,4 +1,4 @@
-"""One run of `nlparena compare`, in its own process: `python -m nlparena.compare_run --save_dir DIR --name RUN
+"""One run of `nlparena compare`, in its own process: `python -m nlparena.compare.worker --save_dir DIR --name RUN
 --version N -- FIT_ARGS...`.
 
 The run is built by the same `NlpArenaCLI` as `nlparena fit` (same parser, links, callbacks, checkpointing), fitted,
@@ -10,7 +10,6 @@ settings it ran with.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -21,39 +20,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from nlparena.cli import NlpArenaCLI, one_line_errors
-
-MARKER = "compare.json"
-
-
-def config_paths(args: list[str]) -> list[str]:
-    """The config files that `nlparena fit` args name (`-c PATH`, `--config PATH`, `--config=PATH`)."""
-    paths = []
-    for i, arg in enumerate(args):
-        if arg in ("-c", "--config") and i + 1 < len(args):
-            paths.append(args[i + 1])
-        elif arg.startswith("--config="):
-            paths.append(arg.removeprefix("--config="))
-    return paths
-
-
-def run_settings(args: list[str]) -> dict[str, Any]:
-    """What a run was given: its `nlparena fit` args and a digest of each config file they name, so that a finished
-    run counts as done only while neither has changed."""
-    digests = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in config_paths(args)}
-    return {"args": list(args), "config_sha256": digests}
-
-
-def logger_args(save_dir: str, name: str, version: int) -> list[str]:
-    """Overrides that send a run's TensorBoard logs to `save_dir/name/version_N` (one parent folder for a
-    comparison, so TensorBoard shows its runs side by side), whatever logger its configs chose."""
-    return [
-        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
-        f"--trainer.logger.init_args.save_dir={save_dir}",
-        f"--trainer.logger.init_args.name={name}",
-        f"--trainer.logger.init_args.version={version}",
-        "--trainer.logger.init_args.default_hp_metric=false",
-    ]
+from nlparena.cli.lightning import NlpArenaCLI
+from nlparena.compare.config import MARKER, logger_args, run_settings
+from nlparena.errors import one_line_errors
 
 
 class RunStats(Callback):
@@ -182,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         save_dir, name, version = options["--save_dir"], options["--name"], int(options["--version"])
     except (ValueError, KeyError):
         raise SystemExit(
-            "usage: python -m nlparena.compare_run --save_dir DIR --name RUN --version N -- ARGS"
+            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N -- ARGS"
         ) from None
     fit_args = argv[split + 1 :]  # sys.argv stays as it is: Lightning relaunches this runner for DDP workers
     settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran

@@ -11,153 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import subprocess
 import sys
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from nlparena.cli.lightning import NlpArenaCLI
+from nlparena.compare.config import MARKER, Comparison, Record, Run, load_comparison, logger_args, run_settings
+from nlparena.compare.report import best_value, write_report
+from nlparena.errors import ConfigError, OneLineArgumentParser, config_error_in
 
-from nlparena.cli import OneLineArgumentParser
-from nlparena.compare_run import MARKER, logger_args, run_settings
-from nlparena.errors import ConfigError
-
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name on every system; no '..', no '/'
-KEYS = {"name", "shared", "target", "runs"}
-SHARED_KEYS = {"configs", "args"}
-RUN_KEYS = {"name", "configs", "args"}
 ERROR_LINES = 20  # of a failed run's stderr, kept in its compare.json
 ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exception messages can be long)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One entry of `runs`: a name (its log folder) and what `nlparena fit` is given on top of `shared`."""
-
-    name: str
-    configs: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A validated compare config."""
-
-    source: Path
-    name: str
-    runs: tuple[Run, ...]
-    shared_configs: tuple[str, ...] = ()
-    shared_args: tuple[str, ...] = ()
-    target: float | None = None
-
-    @property
-    def log_dir(self) -> Path:
-        return Path("logs", "compare", self.name)
-
-    def fit_args(self, run: Run) -> list[str]:
-        """What `nlparena fit` is given for `run`: shared configs, the run's configs, shared args, the run's args."""
-        configs = [f"--config={path}" for path in (*self.shared_configs, *run.configs)]
-        return [*configs, *self.shared_args, *run.args]
-
-
-@dataclass
-class Record:
-    """One attempt at a run, as its `compare.json` says (or as the comparison saw it, for a run never started)."""
-
-    run: str
-    status: str  # "finished", "failed" or "not run"
-    version_dir: Path | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def version(self) -> int:
-        return int(self.version_dir.name.removeprefix("version_")) if self.version_dir else -1
-
-
-# -- the compare config ---------------------------------------------------------------------------------------------
-
-
-def _strings(value: Any, key: str) -> tuple[str, ...]:
-    """A YAML list of strings, else a ConfigError naming `key`."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{key}={value!r}: must be a list of strings")
-    return tuple(value)
-
-
-def _known_keys(mapping: Any, allowed: set[str], key: str) -> dict[str, Any]:
-    """`mapping` as a dict whose keys are all in `allowed`, else a ConfigError naming the first other key."""
-    if not isinstance(mapping, dict):
-        what = key or "a compare config"
-        raise ConfigError(f"{what}: must be a mapping with keys {', '.join(sorted(allowed))}; got {mapping!r}")
-    for name in mapping:
-        if name not in allowed:
-            where = f"{key}.{name}" if key else str(name)
-            raise ConfigError(f"{where}: unknown key; allowed: {', '.join(sorted(allowed))}")
-    return mapping
-
-
-def _existing(paths: tuple[str, ...], key: str) -> tuple[str, ...]:
-    for path in paths:
-        if not Path(path).is_file():
-            raise ConfigError(f"{key}: {path}: no such file (config paths are relative to the current folder)")
-    return paths
-
-
-def _safe_name(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
-        raise ConfigError(f"{key}={value!r}: must be a folder name of letters, digits, '.', '_' or '-'")
-    return value
-
-
-def _parse_runs(entries: Any) -> tuple[Run, ...]:
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"runs={entries!r}: must be a non-empty list of runs (each with name, configs, args)")
-    runs: list[Run] = []
-    for i, entry in enumerate(entries):
-        entry = _known_keys(entry, RUN_KEYS, f"runs[{i}]")
-        if "name" not in entry:
-            raise ConfigError(f"runs[{i}]: missing key 'name'")
-        name = _safe_name(entry["name"], f"runs[{i}].name")
-        earlier = [j for j, run in enumerate(runs) if run.name == name]
-        if earlier:
-            raise ConfigError(
-                f"runs[{i}].name={name!r}: duplicate run name (also runs[{earlier[0]}]); names must differ"
-            )
-        configs = _existing(_strings(entry.get("configs"), f"runs[{i}].configs"), f"runs[{i}].configs")
-        runs.append(Run(name, configs, _strings(entry.get("args"), f"runs[{i}].args")))
-    return tuple(runs)
-
-
-def load_comparison(path: Path) -> Comparison:
-    """Read and check a compare config; every error is one ConfigError line naming the file and the key."""
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-        raw = _known_keys(raw, KEYS, "")
-        shared = _known_keys(raw.get("shared") or {}, SHARED_KEYS, "shared")
-        target = raw.get("target")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
-            raise ConfigError(f"target={target!r}: must be a number (the headline metric to reach)")
-        return Comparison(
-            source=path,
-            name=_safe_name(raw.get("name", path.stem), "name"),
-            runs=_parse_runs(raw.get("runs")),
-            shared_configs=_existing(_strings(shared.get("configs"), "shared.configs"), "shared.configs"),
-            shared_args=_strings(shared.get("args"), "shared.args"),
-            target=None if target is None else float(target),
-        )
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
 
 
 @contextmanager
@@ -177,8 +45,6 @@ def _quiet_lightning():
 def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
     """Parse and instantiate every run as its process will (nothing is written), so that a typo in the last run
     fails before the first one trains; returns each run's model class and headline metric."""
-    from nlparena.cli import NlpArenaCLI, _config_error_in
-
     found: dict[str, dict[str, str]] = {}
     for i, run in enumerate(comparison.runs):
         args = [*comparison.fit_args(run), *logger_args(str(comparison.log_dir), run.name, 0)]
@@ -186,7 +52,7 @@ def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
             with _quiet_lightning():
                 model = NlpArenaCLI(args=args, run=False, save_config_callback=None).model
         except Exception as err:  # any error building a run is a mistake in its settings: one line, no run started
-            cause = _config_error_in(err) or f"{type(err).__name__}: {err}"
+            cause = config_error_in(err) or f"{type(err).__name__}: {err}"
             raise ConfigError(f"{comparison.source}: runs[{i}] ({run.name}): {cause}") from None
         found[run.name] = {
             "model": type(model).__name__,
@@ -246,7 +112,7 @@ def execute(comparison: Comparison, run: Run, version: int, info: dict[str, str]
     """Run one fit + test in its own process; a crash is recorded (`compare.json`, status failed), not raised."""
     version_dir = comparison.log_dir / run.name / f"version_{version}"
     fit_args = comparison.fit_args(run)
-    command = [sys.executable, "-m", "nlparena.compare_run", "--save_dir", str(comparison.log_dir)]
+    command = [sys.executable, "-m", "nlparena.compare.worker", "--save_dir", str(comparison.log_dir)]
     command += ["--name", run.name, "--version", str(version), "--", *fit_args]
     with subprocess.Popen(command, stderr=subprocess.PIPE) as proc:
         tail = _tee_stderr(proc)
@@ -274,8 +140,6 @@ def execute(comparison: Comparison, run: Run, version: int, info: dict[str, str]
 
 def _outcome(record: Record, seconds: float | None = None) -> str:
     """`finished in 183 s, best val/exact_match 0.912` or `failed (exit 1): <last stderr line>`."""
-    from nlparena.report import best_value
-
     if record.status != "finished":
         return f"failed (exit {record.data.get('exit_code')}): {record.data.get('error')}"
     metric = record.data.get("headline_metric", "")
@@ -337,8 +201,6 @@ def compare(args: list[str]) -> Path:
         raise ConfigError("--force and --report-only: choose one (--report-only runs nothing)")
     comparison = load_comparison(opts.config)
     records = logged_records(comparison) if opts.report_only else run_all(comparison, opts.force)
-
-    from nlparena.report import write_report
 
     report = write_report(comparison, records)
     failed = [record.run for record in records if record.status == "failed"]

@@ -1,0 +1,27 @@
+"""The `nlparena` entry point: dispatches a subcommand to `cli/` or `compare/`. Nothing imports this module."""
+
+from __future__ import annotations
+
+import sys
+
+from nlparena.cli.lightning import NlpArenaCLI
+from nlparena.cli.schedule import schedule
+from nlparena.cli.translate import translate
+from nlparena.compare.runner import compare
+from nlparena.errors import one_line_errors
+
+SUBCOMMANDS = {"translate": translate, "schedule": schedule, "compare": compare}  # the rest are LightningCLI's
+
+
+def main(args: list[str] | None = None) -> None:
+    """`nlparena translate | schedule | compare ...`, or LightningCLI's `fit | validate | test | predict ...`."""
+    args = sys.argv[1:] if args is None else args
+    with one_line_errors():
+        if args[:1] and args[0] in SUBCOMMANDS:
+            SUBCOMMANDS[args[0]](args[1:])
+        else:
+            NlpArenaCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Properties every data module must have: determinism, held-out splits kept out of training, DDP sharing.
+
+Each test runs on every data module with tiny settings: a small symbol set or lexicon and short inputs, so
+that training draws many inputs that also occur in validation or test, and the held-out filter has work to do.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nlparena.data import Copy, LanguagePair, Pretraining, Reverse, Sentiment, SentimentPair, Sort
+from nlparena.data.pretraining import IGNORE_INDEX
+from nlparena.data.vocab import PAD
+
+SIZES = {"train_size": 120, "val_size": 17, "test_size": 13, "batch_size": 5}  # odd held-out sizes: uneven shares
+TINY_LEXICON = {"num_positive": 1, "num_negative": 1, "num_neutral": 2, "num_negators": 1}
+TINY = {
+    Copy: {"vocab_size": 4, "train_lengths": (2, 3)},
+    Reverse: {"vocab_size": 4, "train_lengths": (2, 3)},
+    Sort: {"vocab_size": 4, "train_lengths": (2, 3)},
+    LanguagePair: {"num_nouns": 3, "num_verbs": 2, "num_adjectives": 2, "train_lengths": (3, 4)},
+    Sentiment: {**TINY_LEXICON, "train_lengths": (1, 3)},
+    SentimentPair: {**TINY_LEXICON, "train_lengths": (1, 2)},
+    Pretraining: {**TINY_LEXICON, "num_neutral": 1, "train_lengths": (1, 2)},
+}
+SPLITS = ("train", "val", "test")
+every_module = pytest.mark.parametrize("cls", list(TINY), ids=lambda cls: cls.__name__)
+
+
+def make(cls, **kwargs):
+    return cls(**{**SIZES, **TINY[cls], **kwargs})
+
+
+def model_inputs(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The input tensor as the model sees it (masked, for MLM)."""
+    return tensors["src"] if "src" in tensors else tensors["ids"]
+
+
+def inputs(tensors: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    """Each example's input without padding; for MLM the unmasked one, so that masks cannot hide a repeat."""
+    ids = model_inputs(tensors)
+    if "mlm_labels" in tensors:  # mlm_labels hold the original id wherever a token was chosen
+        ids = torch.where(tensors["mlm_labels"] != IGNORE_INDEX, tensors["mlm_labels"], ids)
+    return [tuple(t for t in row if t != PAD) for row in ids.tolist()]
+
+
+def examples(tensors: dict[str, torch.Tensor]) -> list[tuple]:
+    """Each example's rows of every tensor, without the trailing padding that a batch may trim."""
+    columns = []
+    for name, t in sorted(tensors.items()):
+        fill = IGNORE_INDEX if name == "mlm_labels" else PAD
+        columns.append(t.tolist() if t.dim() == 1 else [strip(row, fill) for row in t.tolist()])
+    return list(zip(*columns, strict=True))
+
+
+def strip(row: list[int], fill: int) -> tuple[int, ...]:
+    while row and row[-1] == fill:
+        row = row[:-1]
+    return tuple(row)
+
+
+def batches(dm, split: str) -> list[dict[str, torch.Tensor]]:
+    return list(getattr(dm, f"{split}_dataloader")())
+
+
+@every_module
+def test_same_seed_same_data_whatever_num_workers_or_repeated_setup(cls):
+    a, b = make(cls, seed=5), make(cls, seed=5, num_workers=2)
+    a.setup()
+    first = {split: {k: t.clone() for k, t in data.tensors.items()} for split, data in a.splits.items()}
+    a.setup()  # Lightning calls setup once per stage
+    b.setup()
+    assert set(first) == set(a.splits) == set(b.splits) == set(SPLITS)
+    for split in SPLITS:
+        for dm in (a, b):
+            tensors = dm.splits[split].tensors
+            assert tensors.keys() == first[split].keys()
+            assert all(torch.equal(first[split][k], t) for k, t in tensors.items()), (split, dm.num_workers)
+    assert a.trainer is None and b.trainer is None  # world 1
+    for split in SPLITS:
+        one, two = batches(a, split), batches(b, split)  # in this process, then from 2 worker processes
+        assert len(one) == len(two) > 1
+        for x, y in zip(one, two, strict=True):
+            assert x.keys() == y.keys() == first[split].keys()
+            assert all(torch.equal(x[k], y[k]) for k in x), split
+
+
+@every_module
+def test_different_seed_gives_different_data(cls):
+    a, b = make(cls, seed=1), make(cls, seed=2)
+    a.setup()
+    b.setup()
+    for split in SPLITS:
+        x, y = a.splits[split].tensors, b.splits[split].tensors
+        assert sorted(inputs(x)) != sorted(inputs(y)), split  # other inputs, not the same ones reordered
+        seen, other = model_inputs(x), model_inputs(y)
+        assert seen.shape != other.shape or not torch.equal(seen, other), split  # for MLM: documents or masks
+
+
+@every_module
+def test_no_validation_or_test_input_appears_in_training(cls):
+    dm = make(cls, seed=0)
+    dm.setup()
+    train = set(inputs(dm.splits["train"].tensors))
+    for split in ("val", "test"):
+        assert not train & set(inputs(dm.splits[split].tensors)), split
+    n = SIZES["train_size"]
+    assert 0.3 * n < len(dm.splits["train"]) < n  # some, not all, generated examples were held out
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@every_module
+def test_evaluation_splits_are_shared_between_processes_without_repeats(cls, world_size):
+    dm = make(cls, seed=0)
+    dm.setup()
+    for split in ("val", "test"):
+        whole = dm.splits[split].tensors
+        shares = []
+        for rank in range(world_size):
+            dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank)
+            shares.append([example for batch in batches(dm, split) for example in examples(batch)])
+        n = SIZES[f"{split}_size"]
+        assert sum(map(len, shares)) == n, split  # none repeated to even out the shares
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1, split  # every process takes its part
+        assert sorted(e for share in shares for e in share) == sorted(examples(whole)), split  # every one once
