@@ -54,6 +54,17 @@ def test_every_pooling_choice_runs_training_steps(pooling):
     assert {"classifier.weight", "bert.layers.0.attn.q_proj.weight", "bert.embeddings.tokens.weight"} <= changed
     # only the pooler choice reads (and so trains) BERT's pooler; the others leave it as initialised
     assert ("bert.pooler.weight" in changed) == (pooling == "pooler")
+    # and the classifier reads the vector the choice names
+    net, batch = cli.model.net.eval(), cli.datamodule.splits["val"][list(range(BATCH))]
+    with torch.no_grad():
+        states = net.bert(batch["ids"], batch["segments"])  # (B, S, D)
+        real = (batch["ids"] != 0).unsqueeze(-1).float()  # (B, S, 1)
+        expected = {
+            "pooler": torch.tanh(net.bert.pooler(states[:, 0])),
+            "cls": states[:, 0],
+            "mean": (states * real).sum(1) / real.sum(1),
+        }[pooling]
+        torch.testing.assert_close(net.summary(batch["ids"], states), expected)
 
 
 def test_bert_pretraining_logs_mlm_and_nsp_losses_and_accuracies():
