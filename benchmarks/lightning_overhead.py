@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from nlparena.callbacks import StepLearningRateMonitor
+from nlparena.callbacks import NonFiniteGuard, StepLearningRateMonitor
 from nlparena.cli import NlpArenaCLI
 from nlparena.networks.layers import shift_right
 
@@ -59,7 +59,8 @@ def plain_loop(model: pl.LightningModule, loader, steps: int, lr: float) -> tupl
 
 
 def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, log_dir: str) -> list[float]:
-    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, the lr of every step)."""
+    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, the lr of every step) and
+    its non-finite loss guard."""
     clock = StepClock()
     model.configure_optimizers = lambda: torch.optim.AdamW(model.parameters(), lr=lr)
     trainer = pl.Trainer(
@@ -71,8 +72,9 @@ def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, 
         enable_model_summary=False,
         logger=TensorBoardLogger(log_dir, name="bench"),
         log_every_n_steps=20,
-        # as `nlparena fit` has them: the lr of every step, the progress bar redrawn every 20 steps
-        callbacks=[clock, StepLearningRateMonitor(), TQDMProgressBar(refresh_rate=20)],
+        # as `nlparena fit` has them: the lr of every step, the stop at a non-finite loss (checked every step), the
+        # progress bar redrawn every 20 steps
+        callbacks=[clock, StepLearningRateMonitor(), NonFiniteGuard(), TQDMProgressBar(refresh_rate=20)],
     )
     trainer.fit(model, datamodule=datamodule)
     return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]

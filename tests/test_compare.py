@@ -4,13 +4,17 @@ the runs' event files, bad compare configs refused before anything runs."""
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 from matplotlib.image import imread
 
 from nlparena.cli import NlpArenaCLI
@@ -52,7 +56,9 @@ def tiny_compare(tmp_path_factory) -> tuple[Path, str]:
     with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
         patch.chdir(folder)
         patch.setenv("OMP_NUM_THREADS", "1")
-        run_cli("compare", "-c", write_config("tiny.yaml", TINY_COMPARE))
+        with pytest.raises(SystemExit) as exit_info:  # the broken run failed: the report is written, exit 1
+            run_cli("compare", "-c", write_config("tiny.yaml", TINY_COMPARE))
+    assert exit_info.value.code == 1
     return folder, out.getvalue()
 
 
@@ -130,7 +136,9 @@ def test_a_crashing_run_is_reported_failed_while_the_others_complete(tiny_compar
 def test_running_compare_again_skips_finished_runs(tiny_compare, capsys):
     copy_of(tiny_compare[0])
     before = {str(p): p.stat().st_mtime_ns for p in LOGS.glob("*/version_0/**/*") if p.is_file()}
-    run_cli("compare", "-c", "tiny.yaml")
+    with pytest.raises(SystemExit) as exit_info:  # the broken run is run again, and fails again
+        run_cli("compare", "-c", "tiny.yaml")
+    assert exit_info.value.code == 1
     lines = capsys.readouterr().out.splitlines()
     assert "[1/3] transformer: skipped (finished in version_0)" in lines
     assert "[3/3] seq2seq: skipped (finished in version_0)" in lines
@@ -245,3 +253,39 @@ def test_classification_compare_draws_the_confusion_matrices_side_by_side(capsys
     assert "![test_confusion_matrices](figures/test_confusion_matrices.png)" in report
     height, width, _ = imread(logs / "figures/test_confusion_matrices.png").shape
     assert width > 1.5 * height  # two matrices beside each other
+
+
+def test_a_second_compare_of_the_same_comparison_is_refused_while_one_runs(capsys):
+    config = write_config("tiny.yaml", {**TINY_COMPARE, "runs": TINY_RUNS[:1]})
+    LOGS.mkdir(parents=True)
+    # the lock a running `nlparena compare -c tiny.yaml` holds
+    with FileLock(LOGS / ".lock"), pytest.raises(SystemExit) as exit_info:
+        run_cli("compare", "-c", config)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "nlparena: error: logs/compare/tiny is in use by another `nlparena compare` of tiny.yaml; "
+        "run it again when that one has finished"
+    ]
+    assert not (LOGS / "transformer").exists()  # nothing of the other comparison's runs was touched
+
+
+@pytest.mark.slow
+def test_two_compares_started_together_share_no_folder_and_mark_no_run_failed(tmp_path):
+    config = write_config("tiny.yaml", {**TINY_COMPARE, "runs": [TINY_RUNS[0], TINY_RUNS[2]]})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "nlparena", "compare", "-c", config]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)]
+    procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    results = [(proc.wait(timeout=600), *proc.communicate()) for proc in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes in ([0, 0], [0, 2]), results  # the second waits its turn: refused, or (if the first was done) skips
+    if codes == [0, 2]:
+        refused = next(err for code, _, err in results if code == 2)
+        assert refused.strip().splitlines()[-1].startswith("nlparena: error: logs/compare/tiny is in use")
+    markers = [json.loads(path.read_text()) for path in LOGS.glob("*/version_*/compare.json")]
+    assert sorted(marker["run"] for marker in markers) == ["seq2seq", "transformer"]
+    assert all(marker["status"] == "finished" for marker in markers)
+    for folder in LOGS.glob("*/version_*"):
+        pids = {path.name.split(".")[-2] for path in folder.glob("events.out.tfevents.*")}
+        assert len(pids) == 1, folder  # one process's event files

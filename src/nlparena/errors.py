@@ -10,11 +10,21 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+MAX_LINE = 300  # characters of the whole `nlparena: error: ...` line
 
 
 class ConfigError(ValueError):
     """A setting (named in the message) has a value that is not allowed."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss, gradient norm or weight: the message names the step, the value and the
+    likely cause. `one_line_errors` prints it as one line with exit status 1 (the input was valid; the run failed)."""
 
 
 def config_error_in(ex: BaseException | None) -> ConfigError | None:
@@ -30,20 +40,67 @@ def config_error_in(ex: BaseException | None) -> ConfigError | None:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """A ConfigError ends the command with `nlparena: error: ...` on stderr and exit status 2; any other error
-    propagates."""
+    """A ConfigError ends the command with `nlparena: error: ...` on stderr and exit status 2, a TrainingDiverged
+    with the same line and exit status 1; any other error propagates."""
     try:
         yield
     except Exception as err:
+        if isinstance(err, TrainingDiverged):  # Lightning re-raises a callback's error as it is
+            print(f"nlparena: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
         cause = config_error_in(err)
         if cause is None:
             raise
-        print(f"nlparena: error: {cause}", file=sys.stderr)
+        print(one_line(f"nlparena: error: {cause}"), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """`text` on one line (whitespace runs, newlines included, become one space), cut to `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """A user's value quoted in a message: one line, at most `limit` characters (a long input is not repeated)."""
+    return one_line(text, limit)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse for the subcommands that are not LightningCLI's: a bad option is a ConfigError (one line)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--step 3` is not `--steps 3`: a misspelt option is an error
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{self.prog}: {message}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); give each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path, what: str = "--config") -> Any:
+    """The content of a YAML file; a ConfigError naming `what` and the file when it is missing, a folder, not valid
+    YAML or repeats a key."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path}: is a folder, not a YAML file")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path}: no such file")
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+    except ConfigError as err:
+        raise ConfigError(f"{what} {path}: {err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{what} {path}: not valid YAML ({one_line(str(err), 120)})") from None

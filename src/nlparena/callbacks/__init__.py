@@ -1,8 +1,10 @@
-"""Lightning callbacks: learning-rate warmup, scaling and logging, and figures written to TensorBoard and to the run
-folder."""
+"""Lightning callbacks: learning-rate warmup, scaling and logging, figures written to TensorBoard and to the run
+folder, and the guards of a run: stop on a non-finite loss, random states in checkpoints."""
 
 from nlparena.callbacks.figures import AttentionMaps, ConfusionMatrices
 from nlparena.callbacks.lr_monitor import StepLearningRateMonitor
+from nlparena.callbacks.non_finite import NonFiniteGuard
+from nlparena.callbacks.random_state import RandomState
 from nlparena.callbacks.warmup import InverseSqrt, LinearScaling, LRFactor, Noam, SqrtScaling, Warmup
 
 __all__ = [
@@ -12,6 +14,8 @@ __all__ = [
     "LRFactor",
     "LinearScaling",
     "Noam",
+    "NonFiniteGuard",
+    "RandomState",
     "SqrtScaling",
     "StepLearningRateMonitor",
     "Warmup",

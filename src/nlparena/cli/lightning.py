@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NoReturn
 
 from jsonargparse import Namespace, set_parsing_settings
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
 from torch.optim import Optimizer
 
-from nlparena.callbacks import AttentionMaps, ConfusionMatrices, StepLearningRateMonitor
-from nlparena.errors import ConfigError, config_error_in
+from nlparena.callbacks import (
+    AttentionMaps,
+    ConfusionMatrices,
+    NonFiniteGuard,
+    RandomState,
+    StepLearningRateMonitor,
+)
+from nlparena.cli.checkpoints import (
+    check_checkpoint_fits,
+    check_optimizer_state,
+    read_run_checkpoint,
+    typed_sizes,
+)
+from nlparena.cli.checks import (
+    REFUSALS,
+    build_error,
+    check_data_decided,
+    check_monitors,
+    check_optimizer,
+    check_save_dirs,
+    check_trainer_settings,
+    refusal,
+    setup_error,
+)
+from nlparena.cli.logger import TENSORBOARD_LOGGERS, RunFolderLogger
+from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on_error
+from nlparena.errors import ConfigError, config_error_in, read_yaml
 from nlparena.models import ArenaModel
 
 ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
@@ -51,13 +78,33 @@ class NlpArenaParser(LightningArgumentParser):
 
     bases: ClassVar[dict[str, type]] = {"model": ArenaModel, "data": LightningDataModule}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--trainer.max_epoch 2` is an error, not `max_epochs`
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         raise ConfigError(self.one_line(message, ex)) from None
+
+    def parse_path(self, path: Any, *args: Any, **kwargs: Any) -> Namespace:
+        """A config file (`-c FILE`), refused in one line naming it when it is missing, not valid YAML, repeats a
+        key, or is not a mapping of keys (empty, a list, a scalar)."""
+        content = read_yaml(path, "--config")
+        if not isinstance(content, dict):
+            found = "it is empty" if content is None else f"it holds a {type(content).__name__}: {content!r}"
+            raise ConfigError(f"--config {path}: must be a mapping of keys (trainer:, model:, data:, ...); {found}")
+        try:
+            return super().parse_path(path, *args, **kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"--config {path}: {err}") from None
 
     def one_line(self, message: str, ex: Exception | None) -> str:
         cause = config_error_in(ex)
         if cause is not None:
             return str(cause)
+        config_file = re.match(r"Parser key \"config\": (File does not exist|Path is not a file): '(.+)'", message)
+        if config_file:
+            reason = "no such file" if config_file.group(1).startswith("File") else "not a file (a folder?)"
+            return f"--config {os.path.relpath(config_file.group(2))}: {reason}"
         key = re.match(r'Parser key "([^"]+)"', message)
         given = re.search(r"Given value: (\S+)$", message)
         if key and given and key.group(1) in self.bases and "Expected a dot import path" in message:
@@ -75,28 +122,46 @@ class NlpArenaParser(LightningArgumentParser):
         return " ".join(lines)[:400]
 
 
+def default_callbacks() -> list[Callback]:
+    """The callbacks every command's Trainer has, after the config's own: the lr of every step, the figures, the stop
+    at a non-finite loss (exit status 1, no checkpoint of a diverged model) and the random states in checkpoints."""
+    return [StepLearningRateMonitor(), AttentionMaps(), ConfusionMatrices(), NonFiniteGuard(), RandomState()]
+
+
 class NlpArenaCLI(LightningCLI):
     """`nlparena fit|validate|test|predict`; every constructor argument is a config key.
 
     `nlparena translate`, `schedule` and `compare` are handled before this class is reached.
     """
 
+    # with run=False: keep the start-up lines held back after __init__, for a caller that runs through `run_checked`
+    hold_until_run: ClassVar[bool] = False
+
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
-        with warnings.catch_warnings():
-            # `main` and the subcommands hand their arguments over explicitly while sys.argv holds the same
-            warnings.filterwarnings("ignore", message=ARGS_WARNING)
+        self.checkpoint: dict[str, Any] | None = None  # what --ckpt_path holds, until checked against the model
+        # Lightning's start-up lines and warnings wait until every check has passed: a bad input prints one line
+        self.held_back = HeldBackOutput()
+        self.held_back.start()  # saves the warning filters, restored when the held-back lines are printed
+        # `main` and the subcommands hand their arguments over explicitly while sys.argv holds the same
+        warnings.filterwarnings("ignore", message=ARGS_WARNING)
+        try:
             super().__init__(
                 model_class=ArenaModel,
                 datamodule_class=LightningDataModule,
                 subclass_mode_model=True,
                 subclass_mode_data=True,
-                trainer_defaults={"callbacks": [StepLearningRateMonitor(), AttentionMaps(), ConfusionMatrices()]},
+                trainer_defaults={"callbacks": default_callbacks()},
                 parser_class=NlpArenaParser,
                 args=args,
                 run=run,
                 **kwargs,
             )
+        except BaseException as err:
+            self.held_back.end(err)
+            raise
+        if not self.hold_until_run:
+            self.held_back.end(None)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Sizes the data decides; a link whose model has no such argument (num_classes of a translation model)
@@ -122,7 +187,7 @@ class NlpArenaCLI(LightningCLI):
                 "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
                 "progress_bar.refresh_rate": 20,
                 "trainer.logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "class_path": "nlparena.cli.logger.RunFolderLogger",
                     "init_args": {"save_dir": "logs", "name": None, "default_hp_metric": False},
                 },
             }
@@ -135,7 +200,73 @@ class NlpArenaCLI(LightningCLI):
         forced = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         if config.get("enable_progress_bar") is False:
             forced = [callback for callback in forced if not isinstance(callback, ProgressBar)]
-        return self._instantiate_trainer(config, forced)
+        check_trainer_settings(config)
+        try:
+            return self._instantiate_trainer(config, forced)
+        except REFUSALS as err:
+            if config_error_in(err):
+                raise
+            settings = {key: value for key, value in config.items() if key not in ("callbacks", "logger")}
+            raise refusal(err, "trainer.", settings, "trainer") from None
+
+    def _parse_ckpt_path(self) -> None:
+        """Read `--ckpt_path` (required by validate, test and predict) and merge its model settings into the config
+        (see `cli/checkpoints.py`); replaces LightningCLI's merge, in which the checkpoint's settings won silently."""
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self.checkpoint = read_run_checkpoint(subcommand, self.config[subcommand], subclasses(ArenaModel))
+
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with what torch and Lightning refuse while building the model, the data, the optimizer,
+        the scheduler or the Trainer as one line naming the key; the optimizer and scheduler are built once here on
+        the model's parameters (LightningCLI builds them again for `configure_optimizers`)."""
+        try:
+            self.config_init = self.parser.instantiate_classes(self.config)
+        except (*REFUSALS, RuntimeError) as err:
+            if config_error_in(err):
+                raise
+            raise build_error(err, self.config[self.subcommand] if self.subcommand else self.config) from None
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = self._get(self.config_init, "model")
+        check_data_decided(self.typed_sizes, self.datamodule)
+        check_optimizer(
+            self.model, self._get(self.config_init, "optimizer"), self._get(self.config_init, "lr_scheduler")
+        )
+        self._add_configure_optimizers_method_to_model(self.subcommand)
+        self.trainer = self.instantiate_trainer()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Check what the run needs (the log folder, the checkpoint against the model, the monitored metrics), then
+        run, with the start-up lines held back until the work starts (`ReleaseAtStart`); a run that fails before it
+        trained or logged anything leaves no run folder."""
+        check_save_dirs(self.trainer)
+        if self.checkpoint is not None:
+            path = self.config[subcommand].ckpt_path
+            check_checkpoint_fits(self.checkpoint, path, self.model, self.datamodule)
+            if subcommand == "fit":
+                check_optimizer_state(self.checkpoint, path, self.model, self._get(self.config_init, "optimizer"))
+            self.checkpoint = None
+        if subcommand == "fit":
+            check_monitors(self.trainer, self.model, self._get(self.config_init, "lr_scheduler"))
+        self.run_checked(lambda: super(NlpArenaCLI, self)._run_subcommand(subcommand))
+
+    def run_checked(self, work: Callable[[], Any]) -> Any:
+        """`work()` (a Trainer's fit, test, ...) with the start-up lines held back until the work starts
+        (`ReleaseAtStart`), so that a bad setting found while the run is set up is one line, and no run folder is left
+        if it fails before it trained or logged anything."""
+        release = ReleaseAtStart(self.held_back)
+        self.trainer.callbacks.append(release)
+        try:
+            with no_folder_left_on_error(self.trainer):
+                result = work()
+        except BaseException as err:
+            refused = None if release.set_up else setup_error(err, self._get(self.config, "ckpt_path"))
+            self.held_back.end(refused or err)
+            if refused is not None:
+                raise refused from None
+            raise
+        self.held_back.release()
+        return result
 
     def configure_optimizers(
         self, lightning_module: LightningModule, optimizer: Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
@@ -152,10 +283,12 @@ class NlpArenaCLI(LightningCLI):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def before_instantiate_classes(self) -> None:
-        """Check that model and data belong to the same family; name an unnamed TensorBoard run `<data>/<model>`."""
+        """Check that model and data belong to the same family; build a TensorBoardLogger as RunFolderLogger (its
+        version folder claimed atomically); name an unnamed TensorBoard run `<data>/<model>`."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         model_class = subclasses(ArenaModel).get(config.model.class_path)
         data_class = subclasses(LightningDataModule).get(config.data.class_path)
+        self.typed_sizes = typed_sizes(model_class, config.model.init_args)
         family, data_family = getattr(model_class, "family", None), getattr(data_class, "family", None)
         if family and data_family and family != data_family:
             raise ConfigError(
@@ -163,7 +296,11 @@ class NlpArenaCLI(LightningCLI):
                 f"{data_family} data; choose --data from {', '.join(_choices(LightningDataModule, family))}"
             )
         logger = config.trainer.logger
-        tensorboard = isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")
+        if isinstance(logger, Namespace) and logger.class_path in TENSORBOARD_LOGGERS:
+            logger.class_path = f"{RunFolderLogger.__module__}.{RunFolderLogger.__name__}"  # same arguments
+        tensorboard = isinstance(logger, Namespace) and logger.class_path.endswith(
+            ("TensorBoardLogger", "RunFolderLogger")
+        )
         if tensorboard and logger.init_args.name is None:
             data, model = (config[key].class_path.rsplit(".", 1)[-1] for key in ("data", "model"))
             logger.init_args.name = f"{data}/{model}"

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.utilities import rank_zero_info
 
 from nlparena.callbacks import LinearScaling
+from nlparena.cli.checks import check_trainer_settings
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.errors import ConfigError, OneLineArgumentParser
 from nlparena.figures import lr_curve_figure
@@ -82,6 +83,8 @@ def _count_devices(devices: Any, accelerator: Any) -> int:
 class ScheduleCLI(NlpArenaCLI):
     """The `fit` configuration of a config, changed to one CPU process that neither validates nor logs."""
 
+    hold_until_run = True  # `curve` runs the fit loop through `run_checked`
+
     def __init__(self, args: list[str], steps: int | None) -> None:
         self.steps = steps
         super().__init__(args=args, run=False, save_config_callback=None)
@@ -95,6 +98,7 @@ class ScheduleCLI(NlpArenaCLI):
                 "does not compute; draw another scheduler"
             )
         trainer = self.config.trainer
+        check_trainer_settings(trainer)  # the config's own devices, nodes, ... before one process replaces them
         # LinearScaling must count the devices and nodes the config asks for, not the one process drawing
         self.planned_devices = (_count_devices(trainer.devices, trainer.accelerator), trainer.num_nodes)
         one_quiet_process = {
@@ -117,6 +121,9 @@ class ScheduleCLI(NlpArenaCLI):
 
     def curve(self) -> list[list[float]]:
         """Run the fit loop and return the lr of every param group at every optimizer step."""
+        return self.run_checked(self._fit_recording)
+
+    def _fit_recording(self) -> list[list[float]]:
         recorder = _LrRecorder()
         unneeded = (LearningRateMonitor, EarlyStopping, ModelCheckpoint)  # they need a logger or validation
         callbacks = [c for c in self.trainer.callbacks if not isinstance(c, unneeded)]

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nlparena.errors import ConfigError
+from nlparena.errors import ConfigError, read_yaml
 
 MARKER = "compare.json"  # written last into a run's version folder: the run finished (or failed)
 
@@ -158,10 +156,8 @@ def _parse_runs(entries: Any) -> tuple[Run, ...]:
 
 def load_comparison(path: Path) -> Comparison:
     """Read and check a compare config; every error is one ConfigError line naming the file and the key."""
-    if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
+    raw = read_yaml(path, "--config")  # one line if missing, a folder, not YAML, or repeating a key
     try:
-        raw = yaml.safe_load(path.read_text())
         raw = _known_keys(raw, KEYS, "")
         shared = _known_keys(raw.get("shared") or {}, SHARED_KEYS, "shared")
         target = raw.get("target")
@@ -175,7 +171,5 @@ def load_comparison(path: Path) -> Comparison:
             shared_args=_strings(shared.get("args"), "shared.args"),
             target=None if target is None else float(target),
         )
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

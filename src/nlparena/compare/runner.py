@@ -15,9 +15,12 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.compare.config import MARKER, Comparison, Record, Run, load_comparison, logger_args, run_settings
@@ -148,9 +151,9 @@ def _outcome(record: Record, seconds: float | None = None) -> str:
     return f"finished{took}, best {metric} {'n/a' if best is None else f'{best:.3f}'}"
 
 
-def run_all(comparison: Comparison, force: bool) -> list[Record]:
-    """Run (or skip) every run in order, one line before and after each; returns the attempt each ran or kept."""
-    infos = check_runs(comparison)
+def run_all(comparison: Comparison, force: bool, infos: dict[str, dict[str, str]]) -> list[Record]:
+    """Run (or skip) every run in order, one line before and after each; returns the attempt each ran or kept.
+    `infos` is what `check_runs` found of each run."""
     records = []
     total = len(comparison.runs)
     for i, run in enumerate(comparison.runs, start=1):
@@ -200,9 +203,35 @@ def compare(args: list[str]) -> Path:
     if opts.force and opts.report_only:
         raise ConfigError("--force and --report-only: choose one (--report-only runs nothing)")
     comparison = load_comparison(opts.config)
-    records = logged_records(comparison) if opts.report_only else run_all(comparison, opts.force)
-
-    report = write_report(comparison, records)
+    if opts.report_only:
+        records = logged_records(comparison)
+        report = write_report(comparison, records)
+    else:
+        infos = check_runs(comparison)  # every run's settings, before anything is written
+        with one_comparison_at_a_time(comparison):
+            records = run_all(comparison, opts.force, infos)
+            report = write_report(comparison, records)
     failed = [record.run for record in records if record.status == "failed"]
     print(f"report: {report}" + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""), flush=True)
+    if failed and not opts.report_only:
+        raise SystemExit(1)  # the report is written; the exit status says that a run of this invocation failed
     return report
+
+
+@contextmanager
+def one_comparison_at_a_time(comparison: Comparison) -> Iterator[None]:
+    """Hold `logs/compare/NAME/.lock` while running and reporting: a second `nlparena compare` of the same
+    comparison would pick the same version folders and mark this one's runs failed, so it is refused in one line."""
+    comparison.log_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(comparison.log_dir / ".lock", blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{comparison.log_dir} is in use by another `nlparena compare` of {comparison.source}; "
+            "run it again when that one has finished"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()

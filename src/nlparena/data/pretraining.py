@@ -29,7 +29,14 @@ from nlparena.data.sentiment import (
     bert_inputs,
 )
 from nlparena.data.splits import SplitDataModule
-from nlparena.data.tasks import distinct_sequences, padding_mask, random_lengths, sequence_keys, split_generator
+from nlparena.data.tasks import (
+    CAPACITY_CAP,
+    distinct_sequences,
+    padding_mask,
+    random_lengths,
+    sequence_keys,
+    split_generator,
+)
 from nlparena.data.vocab import MASK, NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
 
@@ -135,7 +142,7 @@ class Pretraining(SentimentLexiconSizes, SplitDataModule):
         self.mask_rate = mask_rate
         if not 0 < mask_rate <= 1:
             raise ConfigError(f"data.mask_rate={mask_rate}: must be in (0, 1]")
-        capacity = distinct_sequences(len(self.lexicon), *self.lengths["train"]) ** 2
+        capacity = min(distinct_sequences(len(self.lexicon), *self.lengths["train"]) ** 2, CAPACITY_CAP)
         self.check_lengths(1, capacity, "raise the lengths or the lexicon sizes")
 
     @property

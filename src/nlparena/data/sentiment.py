@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from nlparena.data.tasks import compact, distinct_sequences, padding_mask, random_lengths
+from nlparena.data.tasks import CAPACITY_CAP, compact, distinct_sequences, padding_mask, random_lengths
 from nlparena.data.vocab import CLS, PAD, SEP, Vocab
 
 NEUTRAL_WORD, POSITIVE_WORD, NEGATIVE_WORD, NEGATOR = 0, 1, 2, 3  # word kinds, in `SentimentLexicon.kinds` order
@@ -132,7 +132,7 @@ class SentimentPairTask(SentimentTask):
         return 2 * max_sentence_length + 3  # + CLS, SEP, SEP
 
     def capacity(self, lo: int, hi: int) -> int:
-        return super().capacity(lo, hi) ** 2
+        return min(super().capacity(lo, hi) ** 2, CAPACITY_CAP)
 
     def sample(self, g: torch.Generator, n: int, lo: int, hi: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """((first (N, hi), second (N, hi)), labels (N,))."""

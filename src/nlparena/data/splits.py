@@ -17,6 +17,8 @@ from nlparena.data.tasks import sequence_keys
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
 
+MAX_SPLIT_BYTES = 2 * 2**30  # the most memory a data module's splits may take (synthetic tasks need far less)
+
 
 class TensorBatches(Dataset):
     """Tensors that share their first dimension; indexing with a list of indices returns a whole batch.
@@ -50,6 +52,11 @@ class ShardedBatches(DistributedSampler):
     uninterrupted one, and every process agrees on it. Being a `DistributedSampler`, Lightning keeps
     it under DDP (and calls `set_epoch`) instead of swapping in a per-example sampler. Evaluation
     splits are shared out without padding, so no example is counted twice in a metric.
+
+    `generator` is the DataLoader's own, reseeded from (seed, epoch) by `set_epoch`: the DataLoader draws its
+    workers' base seed from it each time it is iterated. Without one it draws from torch's global generator,
+    the one dropout uses, once per epoch and per validation with `num_workers=0` but only once per run with
+    persistent workers, so dropout masks, and the trained weights, depended on `num_workers`.
     """
 
     def __init__(
@@ -57,6 +64,13 @@ class ShardedBatches(DistributedSampler):
     ) -> None:
         super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.batch_size = batch_size
+        self.generator = torch.Generator()
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        # a hash of (seed, epoch) (of ints: the same in every process), not the seed + epoch the order is shuffled with
+        self.generator.manual_seed(hash((self.seed, epoch)) & (2**63 - 1))
 
     def unpadded_share(self) -> range:
         """This process's evaluation indices: every rank-th example, none repeated."""
@@ -132,6 +146,8 @@ class SplitDataModule(pl.LightningDataModule):
         for key, value in (("batch_size", batch_size), *((f"{s}_size", n) for s, n in self.sizes.items())):
             if value < 1:
                 raise ConfigError(f"data.{key}={value}: must be at least 1")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers={num_workers}: must be at least 0 (0: batches made in this process)")
         self.splits: dict[str, TensorBatches] = {}
 
     def generate(self, split: str) -> dict[str, torch.Tensor]:
@@ -148,6 +164,7 @@ class SplitDataModule(pl.LightningDataModule):
         from training, and if they could take half of all possible ones, training would not cover the task."""
         for split, lengths in self.lengths.items():
             check_length_range(f"{split}_lengths", lengths, lowest, type(self).__name__)
+        self.check_memory()
         held_out = self.sizes["val"] + self.sizes["test"]
         if capacity < 2 * held_out:
             raise ConfigError(
@@ -155,6 +172,21 @@ class SplitDataModule(pl.LightningDataModule):
                 f"{list(self.lengths['train'])}, less than twice val_size + test_size = {held_out}; "
                 f"{remedy}, or lower the held-out sizes"
             )
+
+    def check_memory(self) -> None:
+        """ConfigError when the splits' tensors (examples × `max_length` × tensors × 8 bytes, an upper bound) would
+        take more than MAX_SPLIT_BYTES: refused before anything is generated, naming the split of the most tokens."""
+        per_example = self.max_length * max(1, len(self.trim)) * 8  # `max_length`: of the subclass
+        needs = {split: size * per_example for split, size in self.sizes.items()}
+        if sum(needs.values()) <= MAX_SPLIT_BYTES:
+            return
+        split = max(needs, key=lambda name: self.sizes[name] * self.lengths[name][1])  # the split that needs most
+        lo, hi = self.lengths[split]
+        raise ConfigError(
+            f"data.{split}_lengths=[{lo}, {hi}] with data.{split}_size={self.sizes[split]}: the data would take about "
+            f"{sum(needs.values()) / 2**30:.1f} GiB (examples × {self.max_length} tokens × 8 bytes), more than "
+            f"{MAX_SPLIT_BYTES / 2**30:.0f} GiB; shorten the lengths or lower the sizes"
+        )
 
     @property
     def pad_id(self) -> int:
@@ -178,6 +210,7 @@ class SplitDataModule(pl.LightningDataModule):
             self.splits[split],
             sampler=batches,
             batch_size=None,  # the sampler already yields whole batches
+            generator=batches.generator,  # not torch's global one, which dropout draws from
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

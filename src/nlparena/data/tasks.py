@@ -53,9 +53,21 @@ def sequence_keys(tokens: torch.Tensor) -> torch.Tensor:
     return key
 
 
-def distinct_sequences(num_symbols: int, lo: int, hi: int) -> int:
-    """How many different sequences of length lo..hi exist over `num_symbols` symbols."""
-    return sum(num_symbols**length for length in range(lo, hi + 1))
+# Counts of distinct inputs stop here: they are only compared with split sizes, and the exact count of sequences of
+# length 100000 is a number of 100000 digits, slow to compute.
+CAPACITY_CAP = 2**62
+
+
+def distinct_sequences(num_symbols: int, lo: int, hi: int, cap: int = CAPACITY_CAP) -> int:
+    """How many different sequences of length lo..hi exist over `num_symbols` symbols, at most `cap`."""
+    if num_symbols <= 1:
+        return min(max(hi - lo + 1, 0) if num_symbols == 1 else 0, cap)
+    total = 0
+    for length in range(lo, hi + 1):
+        total += num_symbols**length
+        if total >= cap:  # reached after at most log2(cap) lengths
+            return cap
+    return total
 
 
 class SymbolTask:
@@ -150,7 +162,8 @@ class LanguagePairTask:
     def max_target_length(self, max_source_length: int) -> int:
         return 2 * max_source_length + 1  # every source word gives at most two target words; + EOS
 
-    def capacity(self, lo: int, hi: int) -> int:
+    def capacity(self, lo: int, hi: int, cap: int = CAPACITY_CAP) -> int:
+        """How many different sources of length lo..hi exist, at most `cap`."""
         nouns, verbs, adjs = self.sizes
         total = 0
         for length in range(max(lo, 3), hi + 1):
@@ -160,6 +173,8 @@ class LanguagePairTask:
                 r = extras - plurals
                 if r >= 0:
                     total += nouns**2 * verbs * ways_pl * (r + 1) * adjs**r
+            if total >= cap:  # adjs >= 2: reached after at most log2(cap) lengths
+                return cap
         return total
 
     def generate(self, g: torch.Generator, n: int, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:

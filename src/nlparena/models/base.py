@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, ClassVar, Literal, TypeVar
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
 
 Config = TypeVar("Config")
 
@@ -24,6 +26,43 @@ def cut_positional_tables(state: dict[str, Any], size: int) -> list[str]:
     for key in tables:
         state[key] = state[key][:size]
     return [key for key in tables if state[key].shape[0] < size]
+
+
+def non_finite_tensors(state: Mapping[str, Any]) -> list[str]:
+    """The keys of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [
+        key
+        for key, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
+def check_finite_weights(state: Mapping[str, Any], source: str) -> None:
+    """ConfigError naming `source` (`--ckpt_path PATH`) if a weight of the checkpoint is NaN or infinite."""
+    bad = non_finite_tensors(state)
+    if bad:
+        more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+        raise ConfigError(
+            f"{source}: holds non-finite weights (NaN or inf in {bad[0]}{more}): it was saved by a run that diverged; "
+            "use a checkpoint written before the divergence"
+        )
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt`, rewritten after every epoch (after its validation, or at its end when there is none) and at the
+    end of fit, whatever the monitored metric did.
+
+    Lightning's `save_last=True` writes `last.ckpt` only beside a new top-k checkpoint: after epochs without a new
+    best it kept an old epoch. This is a checkpoint with no monitor, which Lightning writes every epoch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1, enable_version_counter=False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A fit that stops mid-epoch (`max_steps`, `max_time`) still leaves its last step in `last.ckpt`."""
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def write_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], metric_names: list[str]) -> None:
@@ -69,6 +108,9 @@ class ArenaModel(pl.LightningModule):
 
     family: ClassVar[Literal["translation", "classification", "pretraining"]]
     headline_metric: ClassVar[str]
+    # settings beside the network's sizes (`transformer.*`, `bert.*`, ...) that the trained weights depend on: a
+    # checkpoint's value of them cannot be changed when it is loaded
+    weight_settings: ClassVar[tuple[str, ...]] = ()
     headline_mode: ClassVar[Literal["min", "max"]] = "max"
 
     def __init__(self, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
@@ -99,6 +141,11 @@ class ArenaModel(pl.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 write_hparams_session(logger, self.tensorboard_hparams(), self.headline_metrics())
 
+    def logged_metrics(self) -> list[str]:
+        """The metrics fitting logs (names, or fnmatch patterns for per-bucket and per-class ones): what an
+        EarlyStopping, ModelCheckpoint or ReduceLROnPlateau `monitor` may name."""
+        return [self.headline_metric]
+
     def headline_metrics(self) -> list[str]:
         """The headline metric of validation and of test (`val/exact_match`, `test/exact_match`)."""
         return [self.headline_metric, "test/" + self.headline_metric.removeprefix("val/")]
@@ -122,18 +169,22 @@ class ArenaModel(pl.LightningModule):
         }
 
     def configure_callbacks(self) -> list[Callback]:
-        """Keep the last checkpoint and the best by the headline metric (replaces a default ModelCheckpoint)."""
+        """Keep the best checkpoint by the headline metric and `last.ckpt` of every epoch (replaces a default
+        ModelCheckpoint). The best comes first: it is `trainer.checkpoint_callback`, which `ckpt_path="best"` reads."""
         if not self.trainer.checkpoint_callbacks:
             return []
-        return [
-            ModelCheckpoint(
-                monitor=self.headline_metric,
-                mode=self.headline_mode,
-                save_last=True,
-                filename="best-epoch{epoch:03d}-step{step}",
-                auto_insert_metric_name=False,
-            )
-        ]
+        best = ModelCheckpoint(
+            monitor=self.headline_metric,
+            mode=self.headline_mode,
+            filename="best-epoch{epoch:03d}-step{step}",
+            auto_insert_metric_name=False,
+        )
+        return [best, LastCheckpoint()]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint with non-finite weights (`fit --ckpt_path`, `test`, `validate`, `predict`)."""
+        path = getattr(self._trainer, "ckpt_path", None)
+        check_finite_weights(checkpoint.get("state_dict", {}), f"--ckpt_path {path}" if path else "checkpoint")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the token strings with the weights: `nlparena translate` reads and writes text with them, and

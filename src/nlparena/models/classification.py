@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -18,7 +18,8 @@ from torchmetrics.classification import (
 )
 
 from nlparena.errors import ConfigError
-from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
+from nlparena.models.base import ArenaModel, check_finite_weights, cut_positional_tables, network_config
+from nlparena.models.checkpoint_file import read_checkpoint
 from nlparena.networks.bert import BertConfig, BertForClassification, Pooling
 from nlparena.networks.rnn import RNNConfig
 from nlparena.networks.rnn_classifier import RNNClassifier as RNNClassifierNetwork
@@ -51,6 +52,7 @@ class ClassMetrics(nn.Module):
         )
         # Normalised by the figure, not here, so that the counts stay available.
         self.confusion_matrix = MulticlassConfusionMatrix(num_classes, **checks)
+        self.loss = MeanMetric()  # weighted by examples: the mean over every example of the split
 
     def update(self, preds: torch.Tensor, labels: torch.Tensor) -> None:
         for metric in (self.accuracy, *self.macro.values(), *self.per_class.values(), self.confusion_matrix):
@@ -80,6 +82,11 @@ class ClassificationModel(ArenaModel):
         self.test_metrics = ClassMetrics(num_classes)
         self.net: nn.Module
 
+    def logged_metrics(self) -> list[str]:
+        macro = [f"val/macro_{name}" for name in ("precision", "recall", "f1")]
+        per_class = [f"val/{name}/*" for name in ("precision", "recall", "f1")]
+        return ["train/loss", "train/accuracy", "val/loss", "val/accuracy", *macro, *per_class]
+
     def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """Logits (B, C)."""
         return self.net(ids, segments)
@@ -103,8 +110,9 @@ class ClassificationModel(ArenaModel):
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits = self(batch["ids"], batch["segments"])
-        self.log(f"{stage}/loss", F.cross_entropy(logits, batch["labels"]), prog_bar=stage == "val", sync_dist=True)
         m: ClassMetrics = getattr(self, f"{stage}_metrics")
+        m.loss.update(F.cross_entropy(logits, batch["labels"]), weight=len(logits))
+        self.log(f"{stage}/loss", m.loss, prog_bar=stage == "val")
         m.update(logits.argmax(-1), batch["labels"])
         # Logged as metric objects: Lightning computes them (synced across processes) at the epoch's end.
         self.log(f"{stage}/accuracy", m.accuracy)
@@ -140,6 +148,8 @@ class BertClassifier(ClassificationModel):
             loaded when fitting starts, so resuming from this model's own checkpoint is unaffected.
     """
 
+    weight_settings = ("pooling",)  # the head was trained on what this pooling gives it
+
     def __init__(
         self,
         bert: BertConfig = BertConfig(),
@@ -148,8 +158,10 @@ class BertClassifier(ClassificationModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if pretrained is not None and not Path(pretrained).is_file():
-            raise ConfigError(f"model.pretrained={pretrained}: no such file")
+        if pretrained is not None:  # read now, so that a file that is not a checkpoint is refused before anything runs
+            state = read_checkpoint(pretrained, f"model.pretrained={pretrained}")["state_dict"]
+            if not any(key.startswith("net.bert.") for key in state):
+                raise ConfigError(f"model.pretrained={pretrained}: no BERT encoder weights (net.bert.*) in it")
         self.save_hyperparameters()
         self.pretrained = pretrained
         config = network_config(BertConfig, bert)
@@ -161,8 +173,9 @@ class BertClassifier(ClassificationModel):
 
     def load_pretrained_encoder(self, path: str) -> tuple[list[str], list[str]]:
         """Copy the encoder of a BertPretraining checkpoint into this model; returns (missing, unused) keys."""
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(path, f"model.pretrained={path}")
         state = checkpoint["state_dict"]
+        check_finite_weights(state, f"model.pretrained={path}")
         ours = getattr(getattr(self._trainer, "datamodule", None), "vocab", None)
         if ours is not None and checkpoint.get("vocabulary", ours.tokens) != ours.tokens:
             raise ConfigError(

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlparena.models.base import ArenaModel, network_config
@@ -35,6 +36,15 @@ class BertPretraining(ArenaModel):
             accuracy = MulticlassAccuracy(self.vocab_size, average="micro", validate_args=False)
             setattr(self, f"{stage}_mlm_accuracy", accuracy)
             setattr(self, f"{stage}_nsp_accuracy", MulticlassAccuracy(2, average="micro", validate_args=False))
+        # Validation and test losses as means over every masked token / example of the split, summed across
+        # processes by torchmetrics, so N processes log what one does.
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_mlm_loss", MeanMetric())
+            setattr(self, f"{stage}_nsp_loss", MeanMetric())
+
+    def logged_metrics(self) -> list[str]:
+        names = ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")
+        return [f"{stage}/{name}" for stage in ("train", "val") for name in names]
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MLM logits (B, S, V) and NSP logits (B, 2)."""
@@ -54,10 +64,17 @@ class BertPretraining(ArenaModel):
         mlm_accuracy(mlm_logits.argmax(-1), targets)
         nsp_accuracy(nsp_logits.argmax(-1), batch["is_next"])
         train = stage == "train"
-        sync: dict[str, Any] = {} if train else {"sync_dist": True}
-        self.log(f"{stage}/loss", loss, prog_bar=True, **sync)
-        self.log(f"{stage}/mlm_loss", mlm_loss, **sync)
-        self.log(f"{stage}/nsp_loss", nsp_loss, **sync)
+        if train:
+            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/mlm_loss", mlm_loss)
+            self.log("train/nsp_loss", nsp_loss)
+        else:
+            mlm_mean: MeanMetric = getattr(self, f"{stage}_mlm_loss")
+            nsp_mean: MeanMetric = getattr(self, f"{stage}_nsp_loss")
+            mlm_mean.update(mlm_loss, weight=len(targets))
+            nsp_mean.update(nsp_loss, weight=len(nsp_logits))
+            self.log(f"{stage}/mlm_loss", mlm_mean)
+            self.log(f"{stage}/nsp_loss", nsp_mean)
         self.log(f"{stage}/mlm_accuracy", mlm_accuracy, on_step=False, on_epoch=True, prog_bar=not train)
         self.log(f"{stage}/nsp_accuracy", nsp_accuracy, on_step=False, on_epoch=True)
         return loss
@@ -70,3 +87,17 @@ class BertPretraining(ArenaModel):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_total_loss("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_total_loss("test")
+
+    def _log_total_loss(self, stage: str) -> None:
+        """`stage/loss` = MLM loss + nsp_weight × NSP loss, each the split's mean (computed on every process)."""
+        mlm_mean: MeanMetric = getattr(self, f"{stage}_mlm_loss")
+        nsp_mean: MeanMetric = getattr(self, f"{stage}_nsp_loss")
+        total = mlm_mean.compute() + self.nsp_weight * nsp_mean.compute()
+        # equal on every process already; sync_dist (a mean of equal values) as Lightning expects
+        self.log(f"{stage}/loss", total, prog_bar=stage == "val", sync_dist=True)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassExactMatch
 from torchmetrics.text import BLEUScore
 
@@ -25,8 +26,9 @@ from nlparena.networks.transformer import TransformerConfig
 
 
 class StageMetrics(nn.Module):
-    """The metrics of one stage: token accuracy, exact match, BLEU, and per source-length bucket the exact
-    match and token accuracy of the decoded output."""
+    """The metrics of one stage: the loss per target token, token accuracy, exact match, BLEU, and per source-length
+    bucket the exact match and token accuracy of the decoded output. Every state is a sum that torchmetrics adds up
+    across processes, so N processes log what one does."""
 
     def __init__(self, vocab_size: int, pad_id: int, max_length: int) -> None:
         super().__init__()
@@ -36,6 +38,7 @@ class StageMetrics(nn.Module):
         self.token_accuracy = MulticlassAccuracy(vocab_size, average="micro", **checks)
         self.exact_match = MulticlassExactMatch(vocab_size, **checks)
         self.bleu = BLEUScore(n_gram=4)
+        self.loss = MeanMetric()  # weighted by target tokens: the mean over every token of the split
         self.exact_match_by_length = BucketedMean(max_length)
         self.token_accuracy_by_length = BucketedMean(max_length)  # of decoded output, not teacher-forced
 
@@ -99,6 +102,11 @@ class TranslationModel(ArenaModel):
         self.net: nn.Module
         self._samples: dict[str, torch.Tensor] = {}
 
+    def logged_metrics(self) -> list[str]:
+        train = [f"train/{name}" for name in ("loss", "token_accuracy", "exact_match")]
+        val = [f"val/{name}" for name in ("loss", "token_accuracy", "exact_match", "bleu")]
+        return [*train, *val, "val/exact_match_by_length/*", "val/token_accuracy_by_length/*"]
+
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V)."""
         return self.net(src, tgt_in)
@@ -146,7 +154,8 @@ class TranslationModel(ArenaModel):
         src, tgt = batch["src"], batch["tgt"]
         m: StageMetrics = getattr(self, f"{stage}_metrics")
         logits = self(src, shift_right(tgt))
-        self.log(f"{stage}/loss", self.loss(logits, tgt), prog_bar=stage == "val", sync_dist=True)
+        m.loss.update(self.loss(logits, tgt), weight=(tgt != self.pad_id).sum())
+        self.log(f"{stage}/loss", m.loss, prog_bar=stage == "val")
         m.token_accuracy(logits.argmax(-1), tgt)
         decoded = align(self.decode(src, max_len=tgt.shape[1]), tgt.shape[1])  # (B, T)
         m.exact_match(decoded, tgt)
@@ -199,6 +208,7 @@ class TranslationModel(ArenaModel):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""
+        super().on_load_checkpoint(checkpoint)  # refuses non-finite weights
         state = checkpoint["state_dict"]
         short = cut_positional_tables(state, self.max_len)
         if short:

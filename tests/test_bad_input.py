@@ -1,0 +1,388 @@
+"""Every bad input is one line `nlparena: error: ...` (at most 300 characters, naming the key or file), exit status 2,
+no traceback, and nothing new under `logs/` (an earlier run's logs untouched): CLI keys and values, config files,
+checkpoints, the file system, `translate`, `compare` and `schedule`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
+from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
+
+CKPT = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"  # made once per module by `made_once`
+EVAL = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET]
+FIT = [*EVAL, "--trainer.max_epochs=1"]
+RNN_SENTIMENT = [*TINY_CLASSIFIERS["RNNClassifier"], "--data=Sentiment", *TINY_SPLITS, *QUIET, "--trainer.max_epochs=1"]
+BERT_SENTIMENT = [*TINY_CLASSIFIERS["BertClassifier"], "--data=Sentiment", *TINY_SPLITS, *QUIET]
+COPY_DEFAULT_SIZES = [*TINY_MODEL, "--data=Copy", *QUIET]  # data.train_size 10000, ...
+# root writes in any folder whatever its mode; /proc refuses even root
+READ_ONLY = "/proc/nlparena-logs" if os.geteuid() == 0 else "read_only/logs"
+BROKEN = {  # a checkpoint path that is not a checkpoint, by what it is
+    "missing": "nowhere/last.ckpt",
+    "empty": "empty.ckpt",
+    "truncated": "truncated.ckpt",
+    "text": "text.ckpt",
+    "folder": "folder.ckpt",
+}
+FILES = {
+    "empty.yaml": "",
+    "comment.yaml": "# nothing but a comment\n",
+    "list.yaml": "- trainer\n- model\n",
+    "scalar.yaml": "42\n",
+    "duplicate.yaml": "trainer:\n  max_epochs: 1\n  max_epochs: 2\n",
+    "duplicate_top.yaml": "model: Transformer\nmodel: Seq2Seq\n",
+    "invalid.yaml": "trainer: [max_epochs\n",
+    "unknown_key.yaml": "trainerx:\n  max_epochs: 1\n",
+    "bad_value.yaml": "trainer:\n  max_epochs: -2\n",
+    "prefix_key.yaml": "trainer:\n  max_epoch: 2\n",
+    "a_file": "not a folder\n",
+    "empty.ckpt": "",
+    "text.ckpt": "hello, not a checkpoint\n",
+}
+TINY_RUN = {"name": "tiny", "args": TINY_MODEL}
+SHARED = {"args": ["--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1"]}
+COMPARE = {  # file name -> content of a compare config
+    "unknown_key": {"shared": SHARED, "runs": [TINY_RUN], "trainer": {"max_epochs": 1}},
+    "unknown_run_key": {"shared": SHARED, "runs": [{"name": "a", "arg": TINY_MODEL}]},
+    "duplicate_names": {"shared": SHARED, "runs": [TINY_RUN, TINY_RUN]},
+    "unsafe_name": {"shared": SHARED, "runs": [{**TINY_RUN, "name": "../escape"}]},
+    "no_runs": {"shared": SHARED, "runs": []},
+    "runs_not_a_list": {"shared": SHARED, "runs": "tiny"},
+    "run_without_name": {"shared": SHARED, "runs": [{"args": TINY_MODEL}]},
+    "target_not_a_number": {"shared": SHARED, "target": "high", "runs": [TINY_RUN]},
+    "args_not_strings": {"shared": {"args": [1, 2]}, "runs": [TINY_RUN]},
+    "missing_run_config": {"shared": SHARED, "runs": [{**TINY_RUN, "configs": ["nowhere.yaml"]}]},
+    "missing_shared_config": {"shared": {**SHARED, "configs": ["nowhere.yaml"]}, "runs": [TINY_RUN]},
+    "bad_value_in_last_run": {
+        "shared": SHARED,
+        "runs": [TINY_RUN, {"name": "rnn", "args": ["--model=Seq2Seq", "--model.rnn.hidden_size=0"]}],
+    },
+    "negative_lr_in_run": {"shared": SHARED, "runs": [{"name": "a", "args": [*TINY_MODEL, "--optimizer.lr=-1"]}]},
+    "prefix_option_in_run": {"shared": SHARED, "runs": [{"name": "a", "args": [*TINY_MODEL, "--trainer.max_epoch=2"]}]},
+    "devices_0_in_run": {"shared": SHARED, "runs": [{"name": "a", "args": [*TINY_MODEL, "--trainer.devices=0"]}]},
+}
+
+
+@pytest.fixture(scope="module")
+def made_once(tmp_path_factory) -> Path:
+    """A folder with an earlier run's logs and checkpoint (a tiny Transformer on Copy), broken checkpoints, config
+    files and compare configs; each case works on a copy of it."""
+    folder = tmp_path_factory.mktemp("bad_input")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        run_cli("fit", *FIT, "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1")
+        for name, text in FILES.items():
+            Path(name).write_text(text)
+        data = Path(CKPT).read_bytes()
+        Path("truncated.ckpt").write_bytes(data[: len(data) // 2])
+        Path("folder.ckpt").mkdir()
+        torch.save({"state_dict": {}, "hyper_parameters": {}}, "foreign.ckpt")  # a checkpoint, but not ours
+        Path("compare").mkdir()
+        for name, config in COMPARE.items():
+            Path(f"compare/{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        Path("compare/duplicate_key.yaml").write_text("name: a\nname: b\nruns: []\n")
+        Path("compare/empty.yaml").write_text("")
+        Path("compare/list.yaml").write_text("- runs\n")
+        Path("compare/invalid.yaml").write_text("runs: [\n")
+        if READ_ONLY.startswith("read_only"):
+            Path("read_only").mkdir(mode=0o555)
+    return folder
+
+
+def _checkpoint_cases() -> dict[str, tuple[list[str], str]]:
+    cases = {}
+    for kind, path in BROKEN.items():
+        cases[f"fit-ckpt-{kind}"] = (["fit", *FIT, f"--ckpt_path={path}"], f"--ckpt_path {path}: ")
+        cases[f"test-ckpt-{kind}"] = (["test", *EVAL, f"--ckpt_path={path}"], f"--ckpt_path {path}: ")
+        cases[f"validate-ckpt-{kind}"] = (["validate", *EVAL, f"--ckpt_path={path}"], f"--ckpt_path {path}: ")
+        cases[f"translate-ckpt-{kind}"] = (["translate", f"--ckpt_path={path}", "3 4"], f"--ckpt_path {path}: ")
+        cases[f"pretrained-{kind}"] = (
+            ["fit", *BERT_SENTIMENT, f"--model.pretrained={path}"],
+            f"model.pretrained={path}: ",
+        )
+    return cases
+
+
+CASES: dict[str, tuple[list[str], str]] = {
+    # -- values torch or Lightning refuse, or accept silently -----------------------------------------------------
+    "lr-negative": (["fit", *FIT, "--optimizer.init_args.lr=-1"], "optimizer.init_args.lr=-1.0: Invalid learning rate"),
+    "weight-decay-negative": (["fit", *FIT, "--optimizer.init_args.weight_decay=-1"], "init_args.weight_decay=-1.0"),
+    "betas-above-1": (["fit", *FIT, "--optimizer.init_args.betas=[1.5, 0.9]"], "optimizer.init_args.betas=(1.5, 0.9)"),
+    "betas-below-0": (["fit", *FIT, "--optimizer.init_args.betas=[0.9, -0.1]"], "optimizer.init_args.betas"),
+    "eps-negative": (["fit", *FIT, "--optimizer.init_args.eps=-1"], "optimizer.init_args.eps=-1.0"),
+    "sgd-momentum-negative": (
+        ["fit", *FIT, "--optimizer=SGD", "--optimizer.init_args.lr=0.1", "--optimizer.init_args.momentum=-1"],
+        "optimizer.init_args.momentum=-1.0",
+    ),
+    "unknown-optimizer": (["fit", *FIT, "--optimizer=Adamm"], "optimizer"),
+    "plateau-factor-above-1": (
+        ["fit", *FIT, "--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val/loss", "--lr_scheduler.factor=2"],
+        "lr_scheduler.init_args.factor=2.0",
+    ),
+    "devices-0": (["fit", *FIT, "--trainer.devices=0"], "trainer.devices='0'"),
+    "devices-minus-3": (["fit", *FIT, "--trainer.devices=-3"], "trainer.devices='-3'"),
+    "devices-empty-list": (["fit", *FIT, "--trainer.devices=[]"], "trainer.devices=[]"),
+    "unknown-accelerator": (["fit", *FIT, "--trainer.accelerator=tpux"], "trainer.accelerator='tpux'"),
+    "unknown-strategy": (["fit", *FIT, "--trainer.strategy=nope"], "trainer.strategy='nope'"),
+    "accumulate-grad-batches-0": (["fit", *FIT, "--trainer.accumulate_grad_batches=0"], "accumulate_grad_batches=0"),
+    "accumulate-grad-batches-minus-2": (["fit", *FIT, "--trainer.accumulate_grad_batches=-2"], "accumulate_grad_b"),
+    "limit-train-batches-minus-1": (["fit", *FIT, "--trainer.limit_train_batches=-1"], "limit_train_batches=-1"),
+    "limit-val-batches-1.5": (["fit", *FIT, "--trainer.limit_val_batches=1.5"], "trainer.limit_val_batches=1.5"),
+    "max-epochs-minus-2": (["fit", *FIT, "--trainer.max_epochs=-2"], "trainer.max_epochs=-2"),
+    "max-epochs-not-a-number": (["fit", *FIT, "--trainer.max_epochs=two"], "max_epochs"),
+    "max-steps-minus-5": (["fit", *FIT, "--trainer.max_steps=-5"], "trainer.max_steps=-5"),
+    "num-workers-minus-1": (["fit", *FIT, "--data.num_workers=-1"], "data.num_workers=-1"),
+    "gradient-clip-val-minus-1": (["fit", *FIT, "--trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),
+    "gradient-clip-algorithm": (["fit", *FIT, "--trainer.gradient_clip_algorithm=max"], "gradient_clip_algorithm"),
+    "log-every-n-steps-0": (["fit", *FIT, "--trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
+    "check-val-every-n-epoch-0": (["fit", *FIT, "--trainer.check_val_every_n_epoch=0"], "check_val_every_n_epoch=0"),
+    "num-nodes-0": (["fit", *FIT, "--trainer.num_nodes=0"], "trainer.num_nodes=0"),
+    "unknown-precision": (["fit", *FIT, "--trainer.precision=13"], "precision"),
+    "seed-not-a-number": (["fit", *FIT, "--seed_everything=abc"], "seed_everything"),
+    "val-check-interval-0": (["fit", *FIT, "--trainer.val_check_interval=0"], "trainer.val_check_interval=0"),
+    "max-time-not-a-duration": (["fit", *FIT, "--trainer.max_time=soon"], "trainer.max_time='soon'"),
+    "step-lr-step-size-0": (
+        ["fit", *FIT, "--lr_scheduler=StepLR", "--lr_scheduler.step_size=0"],
+        "lr_scheduler.init_args.step_size=0",
+    ),
+    "early-stopping-unknown-mode": (
+        [
+            "fit",
+            *FIT,
+            "--trainer.callbacks+=EarlyStopping",
+            "--trainer.callbacks.monitor=val/loss",
+            "--trainer.callbacks.mode=maxx",
+        ],
+        "trainer.callbacks EarlyStopping: `mode` can be min, max",
+    ),
+    # -- keys -------------------------------------------------------------------------------------------------------
+    "prefix-max-epoch": (["fit", *FIT, "--trainer.max_epoch=2"], "--trainer.max_epoch"),
+    "prefix-d-mod": (["fit", *FIT, "--model.transformer.d_mod=32"], "d_mod"),
+    "unknown-trainer-key": (["fit", *FIT, "--trainer.max_epochz=2"], "max_epochz"),
+    "unknown-model": (["fit", *FIT, "--model=Transformr"], "--model Transformr: unknown model; choose one of"),
+    "unknown-data": (["fit", *TINY_MODEL, "--data=Revers"], "--data Revers: unknown data; choose one of"),
+    "model-data-family": (["fit", *TINY_CLASSIFIERS["RNNClassifier"], "--data=Copy"], "--model RNNClassifier trains"),
+    "unknown-subcommand": (["fitt", *FIT], "fitt"),
+    # -- sizes the data decides, typed ------------------------------------------------------------------------------
+    "typed-max-len": (["fit", *FIT, "--model.max_len=5"], "model.max_len=5: the data decides it"),
+    "typed-vocab-size": (["fit", *FIT, "--model.vocab_size=3"], "model.vocab_size=3: the data decides it"),
+    "typed-pad-id": (["fit", *FIT, "--model.pad_id=3"], "model.pad_id=3: the data decides it"),
+    "typed-num-classes": (["fit", *RNN_SENTIMENT, "--model.num_classes=7"], "model.num_classes=7: the data decides"),
+    # -- model and data settings ------------------------------------------------------------------------------------
+    "heads-do-not-divide": (["fit", *FIT, "--model.transformer.n_heads=3"], "model.transformer.d_model=16 must be"),
+    "d-model-0": (["fit", *FIT, "--model.transformer.d_model=0"], "model.transformer.d_model=0"),
+    "dropout-1.5": (["fit", *FIT, "--model.transformer.dropout=1.5"], "model.transformer.dropout=1.5"),
+    "rnn-hidden-size-0": (["fit", *TINY_MODELS["Seq2Seq"], "--data=Copy", "--model.rnn.hidden_size=0"], "size=0"),
+    "unknown-attention-kind": (
+        ["fit", *TINY_MODELS["Seq2SeqAttention"], "--data=Copy", "--model.attention.kind=luong"],
+        "attention.kind",
+    ),
+    "model-beam-size-0": (["fit", *FIT, "--model.beam_size=0"], "model.beam_size=0"),
+    "model-length-penalty-negative": (["fit", *FIT, "--model.length_penalty=-1"], "model.length_penalty=-1"),
+    "label-smoothing-1": (["fit", *FIT, "--model.label_smoothing=1"], "model.label_smoothing=1"),
+    "unknown-decode": (["fit", *FIT, "--model.decode=top_k"], "decode"),
+    "scheduler-interval-misspelt": (["fit", *FIT, "--lr_scheduler_interval=steps"], "lr_scheduler_interval"),
+    "batch-size-0": (["fit", *FIT, "--data.batch_size=0"], "data.batch_size=0"),
+    "train-lengths-reversed": (["fit", *FIT, "--data.train_lengths=[10, 3]"], "data.train_lengths=[10, 3]"),
+    "test-lengths-below-1": (["fit", *FIT, "--data.test_lengths=[0, 5]"], "data.test_lengths=[0, 5]"),
+    "too-few-distinct-inputs": (["fit", *FIT, "--data.vocab_size=2", "--data.train_lengths=[3, 4]"], "too few"),
+    "class-weights-count": (["fit", *RNN_SENTIMENT, "--data.class_weights=[1, 1]"], "data.class_weights=[1.0, 1.0]"),
+    "mask-rate-0": (
+        ["fit", "--model=BertPretraining", "--data=Pretraining", *TINY_SPLITS, "--data.mask_rate=0"],
+        "data.mask_rate=0",
+    ),
+    # -- data that would not fit in memory, refused before it is generated (it used to hang) -------------------------
+    "train-lengths-100000": (["fit", *COPY_DEFAULT_SIZES, "--data.train_lengths=[3, 100000]"], "data.train_lengths"),
+    "test-lengths-200000": (["fit", *COPY_DEFAULT_SIZES, "--data.test_lengths=[3, 200000]"], "data.test_lengths"),
+    "train-size-1e9": (["fit", *TINY_MODEL, "--data=Copy", "--data.train_size=1000000000"], "data.train_size"),
+    "language-pair-lengths": (
+        ["fit", *TINY_MODEL, "--data=LanguagePair", "--data.train_lengths=[3, 100000]"],
+        "data.train_lengths",
+    ),
+    # -- monitors of metrics the model never logs, refused at fit start ----------------------------------------------
+    "early-stopping-unknown-metric": (
+        ["fit", *FIT, "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/nothing"],
+        "EarlyStopping(monitor='val/nothing'): Transformer never logs",
+    ),
+    "model-checkpoint-unknown-metric": (
+        ["fit", *FIT, "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.monitor=val/acc"],
+        "ModelCheckpoint(monitor='val/acc')",
+    ),
+    "plateau-unknown-metric": (
+        ["fit", *FIT, "--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val/exact_macth"],
+        "lr_scheduler.init_args.monitor='val/exact_macth'",
+    ),
+    "classifier-monitor-of-translation": (
+        [
+            "fit",
+            *RNN_SENTIMENT,
+            "--trainer.callbacks+=EarlyStopping",
+            "--trainer.callbacks.monitor=val/exact_match",
+        ],
+        "RNNClassifier never logs 'val/exact_match'",
+    ),
+    # -- callbacks that check the run when it is set up ---------------------------------------------------------------
+    "warmup-longer-than-run": (
+        ["fit", *FIT, "--trainer.callbacks+=Warmup", "--trainer.callbacks.steps=500"],
+        "Warmup: 500 warmup steps",
+    ),
+    "warmup-start-factor-0": (
+        [
+            "fit",
+            *FIT,
+            "--trainer.callbacks+=Warmup",
+            "--trainer.callbacks.steps=5",
+            "--trainer.callbacks.start_factor=0",
+        ],
+        "Warmup: start_factor=0.0",
+    ),
+    "linear-scaling-reference-0": (
+        ["fit", *FIT, "--trainer.callbacks+=LinearScaling", "--trainer.callbacks.reference_batch_size=0"],
+        "reference_batch_size=0",
+    ),
+    # -- config files -------------------------------------------------------------------------------------------------
+    "config-empty": (["fit", "-c", "empty.yaml", *FIT], "--config empty.yaml: must be a mapping"),
+    "config-comment-only": (["fit", "-c", "comment.yaml", *FIT], "--config comment.yaml: must be a mapping"),
+    "config-list": (["fit", "-c", "list.yaml", *FIT], "--config list.yaml: must be a mapping"),
+    "config-scalar": (["fit", "-c", "scalar.yaml", *FIT], "--config scalar.yaml: must be a mapping"),
+    "config-duplicate-key": (["fit", "-c", "duplicate.yaml", *FIT], "--config duplicate.yaml: duplicate key 'max_epo"),
+    "config-duplicate-top-key": (["fit", "-c", "duplicate_top.yaml", *FIT], "duplicate_top.yaml: duplicate key 'mo"),
+    "config-invalid-yaml": (["fit", "-c", "invalid.yaml", *FIT], "--config invalid.yaml: not valid YAML"),
+    "config-missing": (["fit", "-c", "nowhere.yaml", *FIT], "--config nowhere.yaml: no such file"),
+    "config-folder": (["fit", "-c", "folder.ckpt", *FIT], "--config folder.ckpt"),
+    "config-unknown-key": (["fit", "-c", "unknown_key.yaml", *FIT], "trainerx"),
+    "config-bad-value": (["fit", "-c", "bad_value.yaml", *TINY_MODEL, "--data=Copy"], "trainer.max_epochs=-2"),
+    "config-prefix-key": (["fit", "-c", "prefix_key.yaml", *FIT], "max_epoch"),
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+    **_checkpoint_cases(),
+    "fit-ckpt-other-vocabulary": (
+        ["fit", *FIT, "--data.vocab_size=20", "--trainer.max_epochs=2", f"--ckpt_path={CKPT}"],
+        f"--ckpt_path {CKPT}: trained on another vocabulary",
+    ),
+    "fit-ckpt-other-model": (
+        ["fit", *TINY_MODELS["Seq2Seq"], "--data=Copy", *TINY_DATA, *QUIET, f"--ckpt_path={CKPT}"],
+        "holds a Transformer, not a Seq2Seq",
+    ),
+    "fit-ckpt-other-optimizer": (
+        [
+            "fit",
+            *FIT,
+            "--trainer.max_epochs=2",
+            f"--ckpt_path={CKPT}",
+            "--optimizer=SGD",
+            "--optimizer.init_args.lr=0.1",
+        ],
+        "its optimizer state is not --optimizer SGD's",
+    ),
+    "fit-ckpt-foreign": (["fit", *FIT, "--ckpt_path=foreign.ckpt"], "--ckpt_path foreign.ckpt: not written by"),
+    "test-ckpt-other-d-model": (
+        ["test", *EVAL, "--model.transformer.d_model=32", f"--ckpt_path={CKPT}"],
+        "model.transformer.d_model=32: the checkpoint",
+    ),
+    "test-ckpt-other-layers": (
+        ["test", *EVAL, "--model.transformer.num_decoder_layers=3", f"--ckpt_path={CKPT}"],
+        "model.transformer.num_decoder_layers=3: the checkpoint",
+    ),
+    "test-ckpt-other-vocabulary": (
+        ["test", *EVAL, "--data.vocab_size=12", f"--ckpt_path={CKPT}"],
+        "trained on another vocabulary",
+    ),
+    "test-without-ckpt": (["test", *EVAL], "nlparena test: give --ckpt_path"),
+    "validate-without-ckpt": (["validate", *EVAL], "nlparena validate: give --ckpt_path"),
+    "predict-without-ckpt": (["predict", *EVAL], "nlparena predict: give --ckpt_path"),
+    "pretrained-translation-checkpoint": (
+        ["fit", *BERT_SENTIMENT, f"--model.pretrained={CKPT}"],
+        f"model.pretrained={CKPT}: no BERT encoder weights",
+    ),
+    # -- the file system --------------------------------------------------------------------------------------------
+    "save-dir-is-a-file": (["fit", *FIT, "--trainer.logger.init_args.save_dir=a_file"], "save_dir=a_file: "),
+    "save-dir-under-a-file": (["fit", *FIT, "--trainer.logger.init_args.save_dir=a_file/logs"], "save_dir=a_file/"),
+    "save-dir-read-only": (["fit", *FIT, f"--trainer.logger.init_args.save_dir={READ_ONLY}"], f"save_dir={READ_ONLY}"),
+    "test-save-dir-is-a-file": (
+        ["test", *EVAL, f"--ckpt_path={CKPT}", "--trainer.logger.init_args.save_dir=a_file"],
+        "save_dir=a_file: ",
+    ),
+    # -- translate ------------------------------------------------------------------------------------------------
+    "translate-special-eos": (["translate", f"--ckpt_path={CKPT}", "3 <eos> 4"], "token '<eos>' in '3 <eos> 4' is a"),
+    "translate-special-pad": (["translate", f"--ckpt_path={CKPT}", "<pad> 3"], "token '<pad>'"),
+    "translate-too-long": (["translate", f"--ckpt_path={CKPT}", "1 " * 500], "has 500 tokens; this model takes at"),
+    "translate-out-of-vocabulary": (["translate", f"--ckpt_path={CKPT}", "3 9 x 1"], "token 'x' in '3 9 x 1' is not"),
+    "translate-empty-input": (["translate", f"--ckpt_path={CKPT}", "  "], "empty input"),
+    "translate-length-penalty-negative": (
+        ["translate", f"--ckpt_path={CKPT}", "--length_penalty=-1", "3 4"],
+        "--length_penalty -1.0: must be at least 0",
+    ),
+    "translate-beam-size-0": (["translate", f"--ckpt_path={CKPT}", "--beam_size=0", "3 4"], "--beam_size 0: must be"),
+    "translate-beam-size-not-a-number": (["translate", f"--ckpt_path={CKPT}", "--beam_size=x", "3 4"], "--beam_size"),
+    "translate-unknown-decode": (["translate", f"--ckpt_path={CKPT}", "--decode=top_k", "3 4"], "--decode"),
+    "translate-prefix-option": (["translate", f"--ckpt_path={CKPT}", "--beam_siz=3", "3 4"], "--beam_siz"),
+    "translate-without-ckpt": (["translate", "3 4"], "--ckpt_path"),
+    "translate-without-inputs": (["translate", f"--ckpt_path={CKPT}"], "inputs"),
+    "translate-foreign-checkpoint": (["translate", "--ckpt_path=foreign.ckpt", "3 4"], "--ckpt_path foreign.ckpt: "),
+    # -- compare ----------------------------------------------------------------------------------------------------
+    **{
+        f"compare-{name.replace('_', '-')}": (["compare", "-c", f"compare/{name}.yaml"], f"compare/{name}.yaml: ")
+        for name in [*COMPARE, "duplicate_key", "empty", "list", "invalid"]
+    },
+    "compare-missing-config": (["compare", "-c", "compare/nowhere.yaml"], "--config compare/nowhere.yaml: no such"),
+    "compare-without-config": (["compare"], "-c/--config"),
+    "compare-force-and-report-only": (
+        ["compare", "-c", "compare/unknown_key.yaml", "--force", "--report-only"],
+        "--force and --report-only",
+    ),
+    "compare-prefix-option": (["compare", "-c", "compare/unknown_key.yaml", "--forc"], "--forc"),
+    # -- schedule ---------------------------------------------------------------------------------------------------
+    "schedule-steps-0": (["schedule", *FIT, "--steps=0"], "--steps 0: must be at least 1"),
+    "schedule-out-not-png": (["schedule", *FIT, "--out=lr.jpg"], "--out lr.jpg: must be a .png file"),
+    "schedule-prefix-option": (["schedule", *FIT, "--step=3"], "--step"),
+    "schedule-plateau": (
+        ["schedule", *FIT, "--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val/loss"],
+        "lr_scheduler ReduceLROnPlateau",
+    ),
+    "schedule-warmup-longer-than-run": (
+        ["schedule", *FIT, "--trainer.callbacks+=Warmup", "--trainer.callbacks.steps=99"],
+        "Warmup: 99 warmup steps",
+    ),
+    "schedule-devices-0": (["schedule", *FIT, "--trainer.devices=0"], "trainer.devices='0'"),
+    "schedule-devices-uncountable": (["schedule", *FIT, "--trainer.devices=many"], "trainer.devices"),
+    "schedule-accumulate-0": (["schedule", *FIT, "--trainer.accumulate_grad_batches=0"], "accumulate_grad_batches=0"),
+    "schedule-lr-negative": (["schedule", *FIT, "--optimizer.init_args.lr=-1"], "optimizer.init_args.lr=-1.0"),
+    "schedule-missing-config": (["schedule", "-c", "nowhere.yaml", *FIT], "--config nowhere.yaml: no such file"),
+    "schedule-config-duplicate-key": (["schedule", "-c", "duplicate.yaml", *FIT], "duplicate key 'max_epochs'"),
+}
+
+
+def test_the_suite_covers_at_least_a_hundred_bad_inputs():
+    assert len(CASES) >= 100
+
+
+def tree(folder: str) -> dict[str, int | None]:
+    """Every path under `folder`, with its modification time if it is a file (a folder's changes when a run folder
+    is made in it and removed)."""
+    paths = Path(folder).rglob("*") if Path(folder).exists() else []
+    return {str(path): path.stat().st_mtime_ns if path.is_file() else None for path in paths}
+
+
+@pytest.mark.parametrize(("args", "expected"), CASES.values(), ids=CASES.keys())
+def test_a_bad_input_is_one_line_before_anything_runs(made_once, capsys, args, expected):
+    shutil.copytree(made_once, Path.cwd(), dirs_exist_ok=True)
+    before = tree("logs")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("nlparena: error: ") and len(line) <= 300, line
+    assert expected in line, line
+    assert "Traceback" not in err
+    assert tree("logs") == before  # no new run folder; the earlier run's logs untouched
+    assert not Path("logs/compare").exists()
