@@ -102,13 +102,28 @@ class ClassificationModel(ArenaModel):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, list]:
+        """The test metrics, and each example's text, true class, predicted class and correctness (`TestOutputs`)."""
+        preds = self._evaluate(batch, "test")
+        datamodule = self.trainer.datamodule
+        vocab = getattr(datamodule, "vocab", None)
+        names = getattr(datamodule, "class_names", None) or [str(i) for i in range(self.num_classes)]
+        labels = batch["labels"].tolist()
+        predicted = preds.tolist()
+        return {
+            "source": [
+                vocab.decode(row) if vocab is not None else " ".join(map(str, row.tolist())) for row in batch["ids"]
+            ],
+            "reference": [names[i] for i in labels],
+            "output": [names[i] for i in predicted],
+            "correct": [int(p == t) for p, t in zip(predicted, labels, strict=True)],
+        }
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["ids"], batch["segments"]).argmax(-1)
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Update and log the stage's metrics; returns the predicted classes."""
         logits = self(batch["ids"], batch["segments"])
         m: ClassMetrics = getattr(self, f"{stage}_metrics")
         m.loss.update(F.cross_entropy(logits, batch["labels"]), weight=len(logits))
@@ -118,6 +133,7 @@ class ClassificationModel(ArenaModel):
         self.log(f"{stage}/accuracy", m.accuracy)
         for name, metric in m.macro.items():
             self.log(f"{stage}/macro_{name}", metric, prog_bar=stage == "val" and name == "f1")
+        return logits.argmax(-1)
 
     def on_validation_epoch_end(self) -> None:
         self._log_per_class("val")

@@ -143,14 +143,16 @@ class TranslationModel(ArenaModel):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, list]:
+        """The test metrics, and each example's source, reference, output and correctness (`TestOutputs`)."""
+        return self._evaluate(batch, batch_idx, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.decode(batch["src"])
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> None:
-        """Loss and token accuracy teacher-forced; exact match and BLEU on decoded output."""
+    def _evaluate(self, batch: dict[str, torch.Tensor], batch_idx: int, stage: str) -> dict[str, list]:
+        """Loss and token accuracy teacher-forced; exact match and BLEU on decoded output. Returns each example's
+        source, reference, output and whether it is an exact match."""
         src, tgt = batch["src"], batch["tgt"]
         m: StageMetrics = getattr(self, f"{stage}_metrics")
         logits = self(src, shift_right(tgt))
@@ -171,6 +173,20 @@ class TranslationModel(ArenaModel):
         if batch_idx == 0:
             k = self.num_samples
             self._samples = {"src": src[:k], "tgt": tgt[:k], "out": decoded[:k]}
+        if stage != "test":
+            return {}
+        show = self._show()
+        return {
+            "source": [show(row) for row in src],
+            "reference": [show(row) for row in tgt],
+            "output": [show(row) for row in decoded],
+            "correct": (right.sum(1) == real.sum(1)).tolist(),  # what exact match counts
+        }
+
+    def _show(self) -> Any:
+        """Ids (a row) -> the data's words, or the ids themselves when the data module has no vocabulary."""
+        vocab = getattr(self.trainer.datamodule, "vocab", None)
+        return vocab.decode if vocab is not None else (lambda ids: " ".join(map(str, ids.tolist())))
 
     def on_validation_epoch_end(self) -> None:
         self._log_length_buckets("val")
@@ -197,14 +213,15 @@ class TranslationModel(ArenaModel):
         """A markdown table of source / reference / output, as TensorBoard text."""
         if not self._samples or not isinstance(self.logger, TensorBoardLogger):
             return
-        vocab = getattr(self.trainer.datamodule, "vocab", None)
-        show = vocab.decode if vocab is not None else (lambda ids: " ".join(map(str, ids.tolist())))
+        show = self._show()
         rows = ["| source | reference | output | correct |", "|---|---|---|---|"]
         s = self._samples
         for src, tgt, out in zip(s["src"], s["tgt"], s["out"], strict=True):
             ok = bool(((out == tgt) | (tgt == self.pad_id)).all())
             rows.append(f"| {show(src)} | {show(tgt)} | {show(out)} | {'yes' if ok else 'no'} |")
-        self.logger.experiment.add_text(f"{stage}/samples", "\n".join(rows), self.global_step)
+        # the step Lightning logs this epoch's scalars at (`global_step` already counts the epoch's last batch)
+        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+        self.logger.experiment.add_text(f"{stage}/samples", "\n".join(rows), step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""
