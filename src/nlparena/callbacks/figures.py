@@ -22,6 +22,13 @@ def run_folder(trainer: pl.Trainer) -> Path:
     return Path(getattr(trainer.logger, "log_dir", None) or trainer.default_root_dir)
 
 
+def logging_step(trainer: pl.Trainer) -> int:
+    """The step Lightning logs the `self.log` metrics of this moment at (and its LearningRateMonitor its lr), so that
+    a figure sits at the step of the scalars it belongs to: after an epoch's last batch `trainer.global_step` counts
+    that batch's optimizer step already, while the epoch's validation scalars are logged one step earlier."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
 class AttentionMaps(Callback):
     """Attention of the decoder over the source for the first examples of the validation / test split.
 
@@ -76,7 +83,7 @@ class AttentionMaps(Callback):
                 folder.mkdir(parents=True, exist_ok=True)
                 fig.savefig(folder / f"test_example{i}.png", dpi=120)
             if isinstance(trainer.logger, TensorBoardLogger):
-                trainer.logger.experiment.add_figure(f"{stage}/attention_map/{i}", fig, trainer.global_step)
+                trainer.logger.experiment.add_figure(f"{stage}/attention_map/{i}", fig, logging_step(trainer))
 
 
 class ConfusionMatrices(Callback):
@@ -103,7 +110,8 @@ class ConfusionMatrices(Callback):
         if not trainer.is_global_zero:
             return
         names = getattr(trainer.datamodule, "class_names", None) or [str(i) for i in range(counts.shape[0])]
-        when = f", step {trainer.global_step}" if stage == "val" else ""
+        step = logging_step(trainer)
+        when = f", step {step}" if stage == "val" else ""
         fig = confusion_figure(counts.float(), names, f"{type(pl_module).__name__}, {stage}{when}")
         if stage == "test":
             folder = run_folder(trainer)
@@ -111,5 +119,5 @@ class ConfusionMatrices(Callback):
             fig.savefig(folder / "confusion_matrix_test.png", dpi=120)
         if isinstance(trainer.logger, TensorBoardLogger):
             experiment = trainer.logger.experiment
-            experiment.add_text(f"{stage}/confusion_matrix_counts", counts_table(counts, names), trainer.global_step)
-            experiment.add_figure(f"{stage}/confusion_matrix", fig, trainer.global_step)
+            experiment.add_text(f"{stage}/confusion_matrix_counts", counts_table(counts, names), step)
+            experiment.add_figure(f"{stage}/confusion_matrix", fig, step)

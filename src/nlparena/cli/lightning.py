@@ -20,6 +20,7 @@ from nlparena.callbacks import (
     NonFiniteGuard,
     RandomState,
     StepLearningRateMonitor,
+    TestOutputs,
 )
 from nlparena.cli.checkpoints import (
     check_checkpoint_fits,
@@ -38,7 +39,7 @@ from nlparena.cli.checks import (
     refusal,
     setup_error,
 )
-from nlparena.cli.logger import TENSORBOARD_LOGGERS, RunFolderLogger
+from nlparena.cli.logger import TENSORBOARD_LOGGERS, HParamsSession, RunFolderLogger
 from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on_error
 from nlparena.errors import ConfigError, config_error_in, read_yaml
 from nlparena.models import ArenaModel
@@ -124,8 +125,16 @@ class NlpArenaParser(LightningArgumentParser):
 
 def default_callbacks() -> list[Callback]:
     """The callbacks every command's Trainer has, after the config's own: the lr of every step, the figures, the stop
-    at a non-finite loss (exit status 1, no checkpoint of a diverged model) and the random states in checkpoints."""
-    return [StepLearningRateMonitor(), AttentionMaps(), ConfusionMatrices(), NonFiniteGuard(), RandomState()]
+    at a non-finite loss (exit status 1, no checkpoint of a diverged model), the random states in checkpoints and
+    every test example's output (`test_outputs.csv`)."""
+    return [
+        StepLearningRateMonitor(),
+        AttentionMaps(),
+        ConfusionMatrices(),
+        NonFiniteGuard(),
+        RandomState(),
+        TestOutputs(),
+    ]
 
 
 class NlpArenaCLI(LightningCLI):
@@ -139,6 +148,7 @@ class NlpArenaCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
+        kwargs.setdefault("save_config_callback", HParamsSession)  # config.yaml, and the run's row in HPARAMS
         self.checkpoint: dict[str, Any] | None = None  # what --ckpt_path holds, until checked against the model
         # Lightning's start-up lines and warnings wait until every check has passed: a bad input prints one line
         self.held_back = HeldBackOutput()

@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Literal, TypeVar
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
@@ -63,19 +62,6 @@ class LastCheckpoint(ModelCheckpoint):
         """A fit that stops mid-epoch (`max_steps`, `max_time`) still leaves its last step in `last.ckpt`."""
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def write_hparams_session(logger: TensorBoardLogger, params: dict[str, Any], metric_names: list[str]) -> None:
-    """Write the HPARAMS plugin's session summaries (what `TensorBoardLogger.log_hyperparams(params, metrics)`
-    writes) without its step-0 scalars of the metric values, which would put a false first point on the
-    curves. TensorBoard reads each metric's value from the run's own scalars of that name."""
-    from torch.utils.tensorboard.summary import hparams
-
-    # the values given here are not written: only the metric names are (as MetricInfo)
-    experiment, session_start, session_end = hparams(params, dict.fromkeys(metric_names, 0.0))
-    writer = logger.experiment._get_file_writer()
-    for summary in (experiment, session_start, session_end):
-        writer.add_summary(summary)
 
 
 def network_config(config_class: type[Config], value: Config | dict[str, Any]) -> Config:
@@ -133,40 +119,10 @@ class ArenaModel(pl.LightningModule):
                 if dataclasses.is_dataclass(value) and not isinstance(value, type):
                     hparams[key] = dataclasses.asdict(value)
 
-    def on_fit_start(self) -> None:
-        """Register this run's hyperparameters with its headline metrics for TensorBoard's HPARAMS tab."""
-        if not self.trainer.is_global_zero:
-            return
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                write_hparams_session(logger, self.tensorboard_hparams(), self.headline_metrics())
-
     def logged_metrics(self) -> list[str]:
         """The metrics fitting logs (names, or fnmatch patterns for per-bucket and per-class ones): what an
         EarlyStopping, ModelCheckpoint or ReduceLROnPlateau `monitor` may name."""
         return [self.headline_metric]
-
-    def headline_metrics(self) -> list[str]:
-        """The headline metric of validation and of test (`val/exact_match`, `test/exact_match`)."""
-        return [self.headline_metric, "test/" + self.headline_metric.removeprefix("val/")]
-
-    def tensorboard_hparams(self) -> dict[str, bool | int | float | str]:
-        """The model's hyperparameters and class, and the data module's class (and hyperparameters, if it saved
-        any), as the values the HPARAMS tab takes: None is left out, anything else not a number, bool or string
-        is written as a string (`[3, 10]`)."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        params: dict[str, Any] = {"model": type(self).__name__}
-        params.update(flatten({key: value for key, value in self.hparams.items() if not key.startswith("_")}))
-        if datamodule is not None:
-            params["data"] = type(datamodule).__name__
-            params.update(
-                {f"data.{key}": value for key, value in datamodule.hparams.items() if not key.startswith("_")}
-            )
-        return {
-            key: value if isinstance(value, (bool, int, float, str)) else str(value)
-            for key, value in params.items()
-            if value is not None
-        }
 
     def configure_callbacks(self) -> list[Callback]:
         """Keep the best checkpoint by the headline metric and `last.ckpt` of every epoch (replaces a default
