@@ -66,6 +66,18 @@ COMPARE = {  # file name -> content of a compare config
     "negative_lr_in_run": {"shared": SHARED, "runs": [{"name": "a", "args": [*TINY_MODEL, "--optimizer.lr=-1"]}]},
     "prefix_option_in_run": {"shared": SHARED, "runs": [{"name": "a", "args": [*TINY_MODEL, "--trainer.max_epoch=2"]}]},
     "devices_0_in_run": {"shared": SHARED, "runs": [{"name": "a", "args": [*TINY_MODEL, "--trainer.devices=0"]}]},
+    "seeds_not_a_list": {"shared": SHARED, "seeds": 5, "runs": [TINY_RUN]},
+    "seeds_negative": {"shared": SHARED, "seeds": [0, -1], "runs": [TINY_RUN]},
+    "baseline_not_a_run": {"shared": SHARED, "baseline": "nobody", "runs": [TINY_RUN]},
+    "sweep_not_a_mapping": {"shared": SHARED, "sweep": ["optimizer.init_args.lr"], "runs": [TINY_RUN]},
+    "sweep_empty_values": {"shared": SHARED, "sweep": {"optimizer.init_args.lr": []}, "runs": [TINY_RUN]},
+    "sweep_repeated_value": {"shared": SHARED, "sweep": {"optimizer.init_args.lr": [0.1, 0.1]}, "runs": [TINY_RUN]},
+    "sweep_bad_key": {"shared": SHARED, "sweep": {"optimizer lr": [0.1]}, "runs": [TINY_RUN]},
+    "sweep_bad_value": {
+        "shared": SHARED,
+        "runs": [{**TINY_RUN, "sweep": {"model.transformer.d_model": [16, 0]}}],
+    },
+    "slurm_not_a_mapping": {"shared": SHARED, "slurm": "gpu", "runs": [TINY_RUN]},
 }
 
 
@@ -335,6 +347,13 @@ CASES: dict[str, tuple[list[str], str]] = {
     "compare-force-and-report-only": (
         ["compare", "-c", "compare/unknown_key.yaml", "--force", "--report-only"],
         "--force and --report-only",
+    ),
+    "compare-jobs-0": (["compare", "-c", "compare/unknown_key.yaml", "--jobs=0"], "--jobs 0: must be at least 1"),
+    "compare-seeds-repeated": (["compare", "-c", "compare/unknown_key.yaml", "--seeds", "1", "1"], "--seeds=[1, 1]"),
+    "compare-unknown-executor": (["compare", "-c", "compare/unknown_key.yaml", "--executor=ray"], "--executor"),
+    "compare-slurm-without-sbatch": (
+        ["compare", "-c", "compare/unknown_key.yaml", "--executor=slurm"],
+        "--executor slurm: no `sbatch` on this machine",
     ),
     "compare-prefix-option": (["compare", "-c", "compare/unknown_key.yaml", "--forc"], "--forc"),
     # -- schedule ---------------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_compare_writes_report_csv_and_figures_matching_the_event_files(tiny_com
 
     report = (LOGS / "report.md").read_text()
     for run in ("transformer", "seq2seq"):
-        assert f"| {run} | finished | " in report
+        assert f"| {run} | 0 | finished | " in report  # the trial table: run, seed, status
     linked = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", report)
     assert linked == ["figures/val_exact_match.png", "figures/test_by_length.png"]
     for figure in linked:
@@ -128,7 +128,7 @@ def test_a_crashing_run_is_reported_failed_while_the_others_complete(tiny_compar
     row = read_csv(LOGS / "results.csv")["broken"]
     assert row["status"] == "failed" and row["test_exact_match"] == "" and row["fit_seconds"] == ""
     report = (LOGS / "report.md").read_text()
-    assert "| broken | failed | Seq2Seq | " in report
+    assert "| broken | 0 | failed | Seq2Seq | " in report
     failures = report.split("## Failed runs")[1].split("##")[0]
     assert "`broken` (logs/compare/tiny/broken/version_0), exit 1: " in failures and "val/exact_macth" in failures
 
@@ -190,11 +190,11 @@ def test_report_only_without_logs_gives_one_line(capsys):
 BAD_CONFIGS = {
     "unknown-key": (
         {**TINY_COMPARE, "trainer": {"max_epochs": 1}},
-        "bad.yaml: trainer: unknown key; allowed: name, runs, shared, target",
+        "bad.yaml: trainer: unknown key; allowed: baseline, name, runs, seeds, shared, slurm, sweep, target",
     ),
     "unknown-run-key": (
         {**TINY_COMPARE, "runs": [{"name": "a", "arg": ["--model=Seq2Seq"]}]},
-        "bad.yaml: runs[0].arg: unknown key; allowed: args, configs, name",
+        "bad.yaml: runs[0].arg: unknown key; allowed: args, configs, name, sweep",
     ),
     "duplicate-run-names": (
         {**TINY_COMPARE, "runs": [TINY_RUNS[0], {**TINY_RUNS[2], "name": "transformer"}]},

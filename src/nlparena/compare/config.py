@@ -6,6 +6,8 @@ Every error is one ConfigError line naming the file and the key.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,12 @@ def run_settings(args: list[str]) -> dict[str, Any]:
     return {"args": list(args), "config_sha256": digests}
 
 
+def seed_of(args: list[str]) -> int | None:
+    """The `--seed_everything=N` that `nlparena fit` args end up with (the last one given), None if none is."""
+    given = [arg.split("=", 1)[1] for arg in args if arg.startswith("--seed_everything=")]
+    return int(given[-1]) if given and given[-1].lstrip("-").isdigit() else None
+
+
 def logger_args(save_dir: str, name: str, version: int) -> list[str]:
     """Overrides that send a run's TensorBoard logs to `save_dir/name/version_N` (one parent folder for a
     comparison, so TensorBoard shows its runs side by side), whatever logger its configs chose."""
@@ -47,20 +55,60 @@ def logger_args(save_dir: str, name: str, version: int) -> list[str]:
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name on every system; no '..', no '/'
-KEYS = {"name", "shared", "target", "runs"}
+KEYS = {"name", "shared", "target", "runs", "seeds", "baseline", "sweep", "slurm"}
 SHARED_KEYS = {"configs", "args"}
-RUN_KEYS = {"name", "configs", "args"}
+RUN_KEYS = {"name", "configs", "args", "sweep"}
+SWEEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a config key: optimizer.init_args.lr
 ERROR_LINES = 20  # of a failed run's stderr, kept in its compare.json
 ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exception messages can be long)
 
 
 @dataclass(frozen=True)
 class Run:
-    """One entry of `runs`: a name (its log folder) and what `nlparena fit` is given on top of `shared`."""
+    """One entry of `runs`: a name (its log folder), what `nlparena fit` is given on top of `shared`, and the
+    values to sweep (config key -> values; on top of the shared `sweep`)."""
 
     name: str
     configs: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+
+def cli_value(value: Any) -> str:
+    """A YAML value as `nlparena fit` takes it after `--key=`: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One process of a comparison: a run, one combination of its sweep values (its setting) and one seed."""
+
+    run: Run
+    seed: int | None = None  # None: the seed its configs give (a comparison without `seeds`)
+    setting: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def setting_name(self) -> str:
+        """`lr=0.001,batch_size=64` (the last part of each key), '' without a sweep; a folder name."""
+        parts = [f"{key.rsplit('.', 1)[-1]}={cli_value(value)}" for key, value in self.setting]
+        return re.sub(r"[^A-Za-z0-9._=,-]", "_", ",".join(parts))
+
+    @property
+    def folder(self) -> Path:
+        """Relative to the comparison's log folder: `run[/setting][/seed_S]`, the parent of its `version_N`."""
+        parts = [self.run.name, *([self.setting_name] if self.setting else [])]
+        return Path(*parts, *([f"seed_{self.seed}"] if self.seed is not None else []))
+
+    @property
+    def label(self) -> str:
+        """`bahdanau lr=0.001 seed 2`, for the terminal and the report."""
+        parts = [self.run.name, self.setting_name, "" if self.seed is None else f"seed {self.seed}"]
+        return " ".join(part for part in parts if part)
+
+    def args(self) -> list[str]:
+        """What this trial adds to its run's args: the sweep values, then the seed (last, so that it wins)."""
+        args = [f"--{key}={cli_value(value)}" for key, value in self.setting]
+        return args + ([f"--seed_everything={self.seed}"] if self.seed is not None else [])
 
 
 @dataclass(frozen=True)
@@ -73,25 +121,49 @@ class Comparison:
     shared_configs: tuple[str, ...] = ()
     shared_args: tuple[str, ...] = ()
     target: float | None = None
+    seeds: tuple[int | None, ...] = (None,)
+    baseline: str | None = None
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    slurm: dict[str, Any] = field(default_factory=dict)  # submitit's executor parameters for `--executor slurm`
 
     @property
     def log_dir(self) -> Path:
         return Path("logs", "compare", self.name)
 
-    def fit_args(self, run: Run) -> list[str]:
-        """What `nlparena fit` is given for `run`: shared configs, the run's configs, shared args, the run's args."""
-        configs = [f"--config={path}" for path in (*self.shared_configs, *run.configs)]
-        return [*configs, *self.shared_args, *run.args]
+    def fit_args(self, trial: Trial) -> list[str]:
+        """What `nlparena fit` is given for a trial: shared configs, the run's configs, shared args, the run's args,
+        the trial's sweep values and seed."""
+        configs = [f"--config={path}" for path in (*self.shared_configs, *trial.run.configs)]
+        return [*configs, *self.shared_args, *trial.run.args, *trial.args()]
+
+    def settings_of(self, run: Run) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination of the run's sweep values (the shared sweep, with the run's own on top); [()] when
+        nothing is swept."""
+        grid = dict(self.sweep) | dict(run.sweep)
+        return [tuple(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+    def trials(self, seeds: tuple[int | None, ...] | None = None) -> list[Trial]:
+        """Every run x setting x seed, run by run."""
+        return [
+            Trial(run, seed, setting)
+            for run in self.runs
+            for setting in self.settings_of(run)
+            for seed in (seeds or self.seeds)
+        ]
 
 
 @dataclass
 class Record:
-    """One attempt at a run, as its `compare.json` says (or as the comparison saw it, for a run never started)."""
+    """One attempt at a trial, as its `compare.json` says (or as the comparison saw it, for one never started)."""
 
-    run: str
+    trial: Trial
     status: str  # "finished", "failed" or "not run"
     version_dir: Path | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> str:
+        return self.trial.run.name
 
     @property
     def version(self) -> int:
@@ -135,6 +207,36 @@ def _safe_name(value: Any, key: str) -> str:
     return value
 
 
+def _parse_sweep(value: Any, key: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """`{config key: [values]}`, each list non-empty and without repeats."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}={value!r}: must be a mapping of config keys to lists of values")
+    sweep = []
+    for name, values in value.items():
+        if not isinstance(name, str) or not SWEEP_KEY.fullmatch(name.removeprefix("--")):
+            raise ConfigError(f"{key}.{name}: must be a config key such as optimizer.init_args.lr")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{key}.{name}={values!r}: must be a non-empty list of values")
+        if len({cli_value(v) for v in values}) != len(values):
+            raise ConfigError(f"{key}.{name}={values!r}: a value is repeated")
+        sweep.append((name.removeprefix("--"), tuple(values)))
+    return tuple(sweep)
+
+
+def parse_seeds(value: Any, key: str) -> tuple[int, ...]:
+    """A non-empty list of distinct whole numbers (at least 0)."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ConfigError(f"{key}={value!r}: must be a non-empty list of distinct whole numbers >= 0, e.g. [0, 1, 2]")
+    return tuple(value)
+
+
 def _parse_runs(entries: Any) -> tuple[Run, ...]:
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"runs={entries!r}: must be a non-empty list of runs (each with name, configs, args)")
@@ -150,7 +252,8 @@ def _parse_runs(entries: Any) -> tuple[Run, ...]:
                 f"runs[{i}].name={name!r}: duplicate run name (also runs[{earlier[0]}]); names must differ"
             )
         configs = _existing(_strings(entry.get("configs"), f"runs[{i}].configs"), f"runs[{i}].configs")
-        runs.append(Run(name, configs, _strings(entry.get("args"), f"runs[{i}].args")))
+        sweep = _parse_sweep(entry.get("sweep"), f"runs[{i}].sweep")
+        runs.append(Run(name, configs, _strings(entry.get("args"), f"runs[{i}].args"), sweep))
     return tuple(runs)
 
 
@@ -163,13 +266,25 @@ def load_comparison(path: Path) -> Comparison:
         target = raw.get("target")
         if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
             raise ConfigError(f"target={target!r}: must be a number (the headline metric to reach)")
+        runs = _parse_runs(raw.get("runs"))
+        baseline = raw.get("baseline")
+        if baseline is not None and baseline not in [run.name for run in runs]:
+            names = ", ".join(run.name for run in runs)
+            raise ConfigError(f"baseline={baseline!r}: not a run of this comparison; choose one of {names}")
+        slurm = raw.get("slurm") or {}
+        if not isinstance(slurm, dict):
+            raise ConfigError(f"slurm={slurm!r}: must be a mapping of submitit's slurm parameters")
         return Comparison(
             source=path,
             name=_safe_name(raw.get("name", path.stem), "name"),
-            runs=_parse_runs(raw.get("runs")),
+            runs=runs,
             shared_configs=_existing(_strings(shared.get("configs"), "shared.configs"), "shared.configs"),
             shared_args=_strings(shared.get("args"), "shared.args"),
             target=None if target is None else float(target),
+            seeds=(None,) if raw.get("seeds") is None else parse_seeds(raw.get("seeds"), "seeds"),
+            baseline=baseline,
+            sweep=_parse_sweep(raw.get("sweep"), "sweep"),
+            slurm=slurm,
         )
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

@@ -1,20 +1,19 @@
-"""`nlparena compare -c configs/compare/NAME.yaml [--force] [--report-only]`: run a set of configs on the same data
-and seed, each in its own process, and turn their event files into a report.
+"""`nlparena compare -c configs/compare/NAME.yaml [--seeds S ...] [--jobs N] [--executor E] [--force]
+[--report-only]`: run a set of configs on the same data, each with every seed (and every setting of its sweep), each
+in its own process, and turn their event files and test outputs into a report.
 
-Runs log under `logs/compare/NAME/<run>/version_N/` (one TensorBoard parent folder). A run whose newest attempt
-with the same settings finished (`compare.json` in its version folder) is skipped, so a crash costs only the run it
-hit; `--force` runs it again in a new version folder (old logs are never touched). The report
-(`logs/compare/NAME/report.md`, `results.csv`, `figures/`) is rebuilt after the runs, or alone by `--report-only`.
+Trials log under `logs/compare/NAME/<run>[/<setting>][/seed_S]/version_N/` (one TensorBoard parent folder). A trial
+whose newest attempt with the same settings finished (`compare.json` in its version folder) is skipped, so a crash
+costs only the trial it hit; `--force` runs it again in a new version folder (old logs are never touched). The
+report (`logs/compare/NAME/report.md`, `results.csv`, `summary.csv`, `figures/`) is rebuilt after the trials, or
+alone by `--report-only`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +22,32 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from nlparena.cli.lightning import NlpArenaCLI
-from nlparena.compare.config import MARKER, Comparison, Record, Run, load_comparison, logger_args, run_settings
+from nlparena.compare.config import (
+    ERROR_CHARS,
+    MARKER,
+    Comparison,
+    Record,
+    Trial,
+    load_comparison,
+    logger_args,
+    parse_seeds,
+    run_settings,
+    seed_of,
+)
+from nlparena.compare.jobs import (
+    EXECUTORS,
+    Job,
+    LocalJob,
+    Outcome,
+    SubmititJob,
+    check_executor,
+    default_jobs,
+    job_environment,
+    submitit_executor,
+    worker_command,
+)
 from nlparena.compare.report import best_value, write_report
 from nlparena.errors import ConfigError, OneLineArgumentParser, config_error_in
-
-ERROR_LINES = 20  # of a failed run's stderr, kept in its compare.json
-ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exception messages can be long)
 
 
 @contextmanager
@@ -46,22 +65,26 @@ def _quiet_lightning():
 
 
 def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
-    """Parse and instantiate every run as its process will (nothing is written), so that a typo in the last run
-    fails before the first one trains; returns each run's model class and headline metric."""
+    """Parse and instantiate every run, with every setting of its sweep, as its process will (nothing is written),
+    so that a typo in the last run fails before the first one trains; returns each run's model class and headline
+    metric."""
     found: dict[str, dict[str, str]] = {}
     for i, run in enumerate(comparison.runs):
-        args = [*comparison.fit_args(run), *logger_args(str(comparison.log_dir), run.name, 0)]
-        try:
-            with _quiet_lightning():
-                model = NlpArenaCLI(args=args, run=False, save_config_callback=None).model
-        except Exception as err:  # any error building a run is a mistake in its settings: one line, no run started
-            cause = config_error_in(err) or f"{type(err).__name__}: {err}"
-            raise ConfigError(f"{comparison.source}: runs[{i}] ({run.name}): {cause}") from None
-        found[run.name] = {
-            "model": type(model).__name__,
-            "headline_metric": model.headline_metric,
-            "headline_mode": model.headline_mode,
-        }
+        for setting in comparison.settings_of(run):
+            trial = Trial(run, comparison.seeds[0], setting)
+            args = [*comparison.fit_args(trial), *logger_args(str(comparison.log_dir), run.name, 0)]
+            try:
+                with _quiet_lightning():
+                    model = NlpArenaCLI(args=args, run=False, save_config_callback=None).model
+            except Exception as err:  # any error building a run is a mistake in its settings: one line, none started
+                cause = config_error_in(err) or f"{type(err).__name__}: {err}"
+                where = f"{run.name} {trial.setting_name}".strip()
+                raise ConfigError(f"{comparison.source}: runs[{i}] ({where}): {cause}") from None
+            found[run.name] = {
+                "model": type(model).__name__,
+                "headline_metric": model.headline_metric,
+                "headline_mode": model.headline_mode,
+            }
     metrics = {info["headline_metric"] for info in found.values()}
     if len(metrics) > 1:
         named = ", ".join(f"{run} {info['headline_metric']}" for run, info in found.items())
@@ -72,15 +95,15 @@ def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
 # -- attempts and their markers -------------------------------------------------------------------------------------
 
 
-def attempts(run_dir: Path) -> list[Record]:
-    """Every version folder of a run that holds a `compare.json`, oldest first."""
+def attempts(trial: Trial, trial_dir: Path) -> list[Record]:
+    """Every version folder of a trial that holds a `compare.json`, oldest first."""
     records = []
-    for marker in run_dir.glob(f"version_*/{MARKER}"):
+    for marker in trial_dir.glob(f"version_*/{MARKER}"):
         try:
             data = json.loads(marker.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a marker cut short by a killed process: not a finished run
-        records.append(Record(run_dir.name, data.get("status", "failed"), marker.parent, data))
+        records.append(Record(trial, data.get("status", "failed"), marker.parent, data))
     return sorted(records, key=lambda record: record.version)
 
 
@@ -92,53 +115,36 @@ def newest(records: list[Record], settings: dict[str, Any]) -> Record | None:
     return max(records, key=lambda r: (r.data.get("settings") == settings, r.status == "finished", r.version))
 
 
-def next_version(run_dir: Path) -> int:
+def next_version(trial_dir: Path) -> int:
     """One past the highest `version_N` (with or without a marker), as TensorBoardLogger would pick."""
-    numbers = [int(p.name[8:]) for p in run_dir.glob("version_*") if p.name[8:].isdigit()]
+    numbers = [int(p.name[8:]) for p in trial_dir.glob("version_*") if p.name[8:].isdigit()]
     return max(numbers, default=-1) + 1
 
 
-def _tee_stderr(proc: subprocess.Popen) -> deque[str]:
-    """Copy the child's stderr to ours as it comes (the user sees warnings and tracebacks) and keep its tail."""
-    tail: deque[str] = deque(maxlen=ERROR_LINES)
-    assert proc.stderr is not None
-    for raw in proc.stderr:
-        line = raw.decode(errors="replace")
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        if line.strip():
-            tail.append(line.rstrip())
-    return tail
-
-
-def execute(comparison: Comparison, run: Run, version: int, info: dict[str, str]) -> Record:
-    """Run one fit + test in its own process; a crash is recorded (`compare.json`, status failed), not raised."""
-    version_dir = comparison.log_dir / run.name / f"version_{version}"
-    fit_args = comparison.fit_args(run)
-    command = [sys.executable, "-m", "nlparena.compare.worker", "--save_dir", str(comparison.log_dir)]
-    command += ["--name", run.name, "--version", str(version), "--", *fit_args]
-    with subprocess.Popen(command, stderr=subprocess.PIPE) as proc:
-        tail = _tee_stderr(proc)
+def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, str], outcome: Outcome) -> Record:
+    """The record of a trial's process that ended: its `compare.json` if it finished; else a failure recorded in
+    its version folder (made if the run died before its logger made it), so that the next invocation and
+    `--report-only` list it."""
+    version_dir = comparison.log_dir / trial.folder / f"version_{version}"
     marker = version_dir / MARKER
-    if proc.returncode == 0 and marker.is_file():
-        return Record(run.name, "finished", version_dir, json.loads(marker.read_text()))
-    last = tail[-1] if tail else "no error output"
-    if proc.returncode == 0:
+    if outcome.exit_code == 0 and marker.is_file():
+        return Record(trial, "finished", version_dir, json.loads(marker.read_text()))
+    last = outcome.stderr_tail[-1] if outcome.stderr_tail else "no error output"
+    if outcome.exit_code == 0:
         last = f"exited without writing {MARKER}"
     data = {
         "status": "failed",
-        "run": run.name,
+        "run": trial.run.name,
+        "seed": seed_of(comparison.fit_args(trial)),  # the one from a config file is not known here
         **info,
-        "exit_code": proc.returncode,
+        "exit_code": outcome.exit_code,
         "error": last if len(last) <= ERROR_CHARS else last[: ERROR_CHARS - 1] + "…",
-        "stderr_tail": list(tail),
-        "settings": run_settings(fit_args),
+        "stderr_tail": outcome.stderr_tail,
+        "settings": run_settings(comparison.fit_args(trial)),
     }
-    # kept in the run's version folder (made if the run died before its logger made it), so that the next
-    # invocation and `--report-only` list the failure
     version_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(data, indent=2) + "\n")
-    return Record(run.name, "failed", version_dir, data)
+    return Record(trial, "failed", version_dir, data)
 
 
 def _outcome(record: Record, seconds: float | None = None) -> str:
@@ -151,36 +157,101 @@ def _outcome(record: Record, seconds: float | None = None) -> str:
     return f"finished{took}, best {metric} {'n/a' if best is None else f'{best:.3f}'}"
 
 
-def run_all(comparison: Comparison, force: bool, infos: dict[str, dict[str, str]]) -> list[Record]:
-    """Run (or skip) every run in order, one line before and after each; returns the attempt each ran or kept.
-    `infos` is what `check_runs` found of each run."""
-    records = []
-    total = len(comparison.runs)
-    for i, run in enumerate(comparison.runs, start=1):
-        prefix = f"[{i}/{total}] {run.name}:"
-        run_dir = comparison.log_dir / run.name
-        settings = run_settings(comparison.fit_args(run))
-        done = [r for r in attempts(run_dir) if r.status == "finished" and r.data.get("settings") == settings]
+class Progress:
+    """Counts of trials done / running / failed / left, and an ETA from the mean time of those that ran."""
+
+    def __init__(self, total: int, jobs: int) -> None:
+        self.total, self.jobs = total, jobs
+        self.done = self.failed = self.running = 0
+        self.seconds: list[float] = []
+
+    def line(self) -> str:
+        left = self.total - self.done - self.failed - self.running
+        eta = ""
+        if self.seconds and (left or self.running):
+            mean = sum(self.seconds) / len(self.seconds)
+            eta = f", ETA {mean * (left + self.running / 2) / self.jobs / 60:.1f} min"
+        return f"progress: {self.done} done, {self.running} running, {self.failed} failed, {left} left{eta}"
+
+
+def run_all(
+    comparison: Comparison,
+    trials: list[Trial],
+    force: bool,
+    infos: dict[str, dict[str, str]],
+    jobs: int = 1,
+    executor: str = "local",
+) -> list[Record]:
+    """Run (or skip) every trial, `jobs` at a time, a line when each starts and ends; returns the attempt each ran
+    or kept. `infos` is what `check_runs` found of each run."""
+    records: dict[int, Record] = {}
+    pending: list[tuple[int, Trial, int]] = []
+    total = len(trials)
+    for i, trial in enumerate(trials, start=1):
+        trial_dir = comparison.log_dir / trial.folder
+        settings = run_settings(comparison.fit_args(trial))
+        done = [r for r in attempts(trial, trial_dir) if r.status == "finished" and r.data.get("settings") == settings]
         if done and not force:
-            print(f"{prefix} skipped (finished in {done[-1].version_dir.name})", flush=True)
-            records.append(done[-1])
-            continue
-        version = next_version(run_dir)
-        print(f"{prefix} running ({run_dir / f'version_{version}'})", flush=True)
-        start = time.perf_counter()
-        record = execute(comparison, run, version, infos[run.name])
-        print(f"{prefix} {_outcome(record, time.perf_counter() - start)}", flush=True)
-        # the report shows the newest finished attempt (an earlier one if this --force attempt failed)
-        records.append(newest(attempts(run_dir), settings) or record)
-    return records
+            print(f"[{i}/{total}] {trial.label}: skipped (finished in {done[-1].version_dir.name})", flush=True)
+            records[i] = done[-1]
+        else:
+            pending.append((i, trial, next_version(trial_dir)))
+    progress = Progress(len(pending), jobs)
+    cluster = None
+    if executor != "local" and pending:
+        cluster = submitit_executor(executor, comparison.log_dir / ".submitit", comparison.slurm, jobs)
+    running: dict[int, tuple[Job, Trial, int, float, int]] = {}  # index -> (job, trial, version, start, slot)
+    free = list(range(jobs))
+    try:
+        while pending or running:
+            while pending and free:
+                i, trial, version = pending.pop(0)
+                slot = free.pop(0)
+                command = worker_command(
+                    comparison.log_dir, trial.folder, version, jobs > 1, comparison.fit_args(trial)
+                )
+                path = comparison.log_dir / trial.folder / f"version_{version}"
+                print(f"[{i}/{total}] {trial.label}: running ({path})", flush=True)
+                job: Job = (
+                    LocalJob(command, job_environment(slot, jobs), stream=jobs == 1)
+                    if cluster is None
+                    else SubmititJob(cluster, command)
+                )
+                running[i] = (job, trial, version, time.perf_counter(), slot)
+                progress.running += 1
+            finished = [i for i, (job, *_) in running.items() if job.done()]
+            if not finished:
+                time.sleep(0.2)
+                continue
+            for i in finished:
+                job, trial, version, start, slot = running.pop(i)
+                free.append(slot)
+                record = finish(comparison, trial, version, infos[trial.run.name], job.outcome())
+                seconds = time.perf_counter() - start
+                progress.running -= 1
+                progress.seconds.append(seconds)
+                if record.status == "finished":
+                    progress.done += 1
+                else:
+                    progress.failed += 1
+                print(f"[{i}/{total}] {trial.label}: {_outcome(record, seconds)}", flush=True)
+                print(progress.line(), flush=True)
+                # the report shows the newest finished attempt (an earlier one if this --force attempt failed)
+                settings = run_settings(comparison.fit_args(trial))
+                records[i] = newest(attempts(trial, comparison.log_dir / trial.folder), settings) or record
+    finally:
+        for job, *_ in running.values():
+            job.kill()  # interrupted (Ctrl-C): no trial goes on writing after the command ended
+    return [records[i] for i in sorted(records)]
 
 
-def logged_records(comparison: Comparison) -> list[Record]:
-    """For `--report-only`: each run's attempt to report, from its logs; ConfigError if no run has any."""
+def logged_records(comparison: Comparison, trials: list[Trial]) -> list[Record]:
+    """For `--report-only`: each trial's attempt to report, from its logs; ConfigError if no trial has any."""
     records = []
-    for run in comparison.runs:
-        found = newest(attempts(comparison.log_dir / run.name), run_settings(comparison.fit_args(run)))
-        records.append(found or Record(run.name, "not run"))
+    for trial in trials:
+        settings = run_settings(comparison.fit_args(trial))
+        found = newest(attempts(trial, comparison.log_dir / trial.folder), settings)
+        records.append(found or Record(trial, "not run"))
     if all(record.status == "not run" for record in records):
         raise ConfigError(
             f"--report-only: no run of {comparison.source} has logs under {comparison.log_dir}; "
@@ -193,25 +264,33 @@ def compare(args: list[str]) -> Path:
     """`nlparena compare`: check the config and every run, run what is not finished, write the report."""
     parser = OneLineArgumentParser(
         prog="nlparena compare",
-        description="Run the configs of a comparison (each like `nlparena fit` then `test`, in its own process) "
-        "and write logs/compare/NAME/report.md, results.csv and figures/.",
+        description="Run the configs of a comparison (each like `nlparena fit` then `test`, in its own process, "
+        "with every seed) and write logs/compare/NAME/report.md, results.csv, summary.csv and figures/.",
     )
     parser.add_argument("-c", "--config", required=True, type=Path, help="compare config (configs/compare/*.yaml)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="seeds to run every run with (replaces the config's)")
+    parser.add_argument("--jobs", type=int, help="trials at a time (default: one per visible GPU, else 1)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where trials run (default: local)")
     parser.add_argument("--force", action="store_true", help="run finished runs again (in a new version folder)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing logs only")
     opts = parser.parse_args(args)
     if opts.force and opts.report_only:
         raise ConfigError("--force and --report-only: choose one (--report-only runs nothing)")
+    if opts.jobs is not None and opts.jobs < 1:
+        raise ConfigError(f"--jobs {opts.jobs}: must be at least 1")
+    seeds = parse_seeds(opts.seeds, "--seeds") if opts.seeds is not None else None
+    check_executor(opts.executor)
     comparison = load_comparison(opts.config)
+    trials = comparison.trials(seeds)
     if opts.report_only:
-        records = logged_records(comparison)
+        records = logged_records(comparison, trials)
         report = write_report(comparison, records)
     else:
         infos = check_runs(comparison)  # every run's settings, before anything is written
         with one_comparison_at_a_time(comparison):
-            records = run_all(comparison, opts.force, infos)
+            records = run_all(comparison, trials, opts.force, infos, opts.jobs or default_jobs(), opts.executor)
             report = write_report(comparison, records)
-    failed = [record.run for record in records if record.status == "failed"]
+    failed = [record.trial.label for record in records if record.status == "failed"]
     print(f"report: {report}" + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""), flush=True)
     if failed and not opts.report_only:
         raise SystemExit(1)  # the report is written; the exit status says that a run of this invocation failed

@@ -130,6 +130,7 @@ def fit_and_test(fit_args: list[str], save_dir: str, name: str, version: int) ->
     return {
         "status": "finished",
         "run": name,
+        "seed": cli.config.get("seed_everything"),
         "model": type(model).__name__,
         "headline_metric": model.headline_metric,
         "headline_mode": model.headline_mode,
@@ -143,7 +144,8 @@ def fit_and_test(fit_args: list[str], save_dir: str, name: str, version: int) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse `--save_dir DIR --name RUN --version N -- FIT_ARGS...`, run, write the marker last."""
+    """Parse `--save_dir DIR --name RUN --version N [--quiet 1] -- FIT_ARGS...`, run, write the marker last.
+    `--quiet 1` (runs that share the terminal) turns the progress bar and the model summary off."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         split = argv.index("--")
@@ -151,12 +153,14 @@ def main(argv: list[str] | None = None) -> None:
         save_dir, name, version = options["--save_dir"], options["--name"], int(options["--version"])
     except (ValueError, KeyError):
         raise SystemExit(
-            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N -- ARGS"
+            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N [--quiet 1] -- ARGS"
         ) from None
     fit_args = argv[split + 1 :]  # sys.argv stays as it is: Lightning relaunches this runner for DDP workers
     settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    quiet = quiet if options.get("--quiet") == "1" else []
     with one_line_errors():
-        record = fit_and_test(fit_args, save_dir, name, version)
+        record = fit_and_test([*fit_args, *quiet], save_dir, name, version)
     if record.pop("is_global_zero"):
         record["settings"] = settings
         Path(record["log_dir"], MARKER).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,166 @@
+"""Where a comparison's trials run: local processes (`--executor local`, `--jobs N` at a time) or jobs of a cluster
+scheduler through submitit (`--executor slurm`; `submitit-local` runs the same path as local processes).
+
+Every trial is the same command, `python -m nlparena.compare.worker ...`, whatever runs it. Locally, each of N jobs
+gets its share of the machine: one GPU each (`CUDA_VISIBLE_DEVICES`) where there are GPUs, else cores // N torch
+threads (`OMP_NUM_THREADS`), so that N runs never fight over the same cores (two runs that each take every core
+of a 2-core machine run more than ten times slower).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from nlparena.compare.config import ERROR_LINES
+from nlparena.errors import ConfigError
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@dataclass
+class Outcome:
+    """How a job's process ended: its exit code and the last lines of its stderr."""
+
+    exit_code: int
+    stderr_tail: list[str]
+
+
+class Job(Protocol):
+    def done(self) -> bool: ...
+
+    def outcome(self) -> Outcome: ...
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use: CUDA_VISIBLE_DEVICES's, else every device torch counts."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [device for device in visible.split(",") if device.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def default_jobs() -> int:
+    """One job per visible GPU; 1 on CPU (a run already uses every core)."""
+    return max(1, len(visible_gpus()))
+
+
+def job_environment(slot: int, jobs: int) -> dict[str, str]:
+    """The environment of the job in `slot` (0 .. jobs - 1): its GPU, or its share of the cores."""
+    env = dict(os.environ)
+    if jobs == 1:
+        return env
+    gpus = visible_gpus()
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    elif "OMP_NUM_THREADS" not in os.environ:  # a thread count the user chose stands
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+class LocalJob:
+    """A worker process; its stderr is kept (tail) and, with `stream`, copied to ours as it comes (one job at a
+    time: the user sees the run's progress bar and warnings)."""
+
+    def __init__(self, command: list[str], env: dict[str, str], stream: bool) -> None:
+        self.tail: deque[str] = deque(maxlen=ERROR_LINES)
+        self.proc = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
+        self.reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream: bool) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace")
+            if stream:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            if line.strip():
+                self.tail.append(line.rstrip())
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def outcome(self) -> Outcome:
+        self.proc.wait()
+        self.reader.join()
+        return Outcome(self.proc.returncode, list(self.tail))
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+def run_command(command: list[str], env_update: dict[str, str]) -> Outcome:
+    """What a submitit job runs: the worker command, on the node, with this process's environment plus
+    `env_update`; its stderr goes to the job's own log and its tail is returned."""
+    tail: deque[str] = deque(maxlen=ERROR_LINES)
+    with subprocess.Popen(command, stderr=subprocess.PIPE, env={**os.environ, **env_update}) as proc:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace")
+            sys.stderr.write(line)
+            if line.strip():
+                tail.append(line.rstrip())
+    return Outcome(proc.returncode, list(tail))
+
+
+class SubmititJob:
+    """A trial submitted to a submitit executor (SLURM, or its local executor)."""
+
+    def __init__(self, executor: Any, command: list[str]) -> None:
+        self.job = executor.submit(run_command, command, {"PYTHONUNBUFFERED": "1"})
+
+    def done(self) -> bool:
+        return self.job.done()
+
+    def outcome(self) -> Outcome:
+        try:
+            return self.job.result()
+        except Exception as err:  # the job died before the worker could report (killed, out of time, ...)
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            return Outcome(-1, lines[-ERROR_LINES:] or [type(err).__name__])
+
+    def kill(self) -> None:
+        self.job.cancel(check=False)
+
+
+def check_executor(kind: str) -> None:
+    """Refuse, before anything runs, an executor this machine cannot use."""
+    if kind == "local":
+        return
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"--executor {kind}: needs submitit; pip install submitit") from None
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError("--executor slurm: no `sbatch` on this machine; run it where SLURM jobs are submitted")
+
+
+def submitit_executor(kind: str, folder: Path, parameters: dict[str, Any], jobs: int) -> Any:
+    """submitit's executor for `kind` ("slurm" or "submitit-local"), its logs under `folder`; `parameters` are the
+    compare config's `slurm:` mapping (partition, timeout_min, gpus_per_node, ...), given to `update_parameters`."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm" if kind == "slurm" else "local")
+    if kind == "slurm":
+        try:
+            executor.update_parameters(slurm_array_parallelism=jobs, **parameters)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"slurm: {err}") from None
+    return executor
+
+
+def worker_command(save_dir: Path, name: Path, version: int, quiet: bool, fit_args: list[str]) -> list[str]:
+    """The command of one trial (see `nlparena.compare.worker`)."""
+    command = [sys.executable, "-m", "nlparena.compare.worker", "--save_dir", str(save_dir), "--name", str(name)]
+    command += ["--version", str(version), *(["--quiet", "1"] if quiet else []), "--", *fit_args]
+    return command
