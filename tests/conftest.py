@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +59,17 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 def run_cli(*args: str) -> None:
     """Run `nlparena ARGS` in this process."""
     main(list(args))
+
+
+def evaluate_in_one_and_two_processes(command: str, args: list[str], checkpoint: str | Path) -> None:
+    """`nlparena COMMAND ARGS --ckpt_path CHECKPOINT` as a subprocess on one process, then on two (DDP, gloo on CPU;
+    Lightning launches the second process), one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for devices in (1, 2):
+        run = [command, *args, f"--ckpt_path={checkpoint}", f"--trainer.devices={devices}"]
+        if devices == 2:
+            run.append("--trainer.strategy=ddp")
+        subprocess.run([sys.executable, "-m", "nlparena", *run], check=True, env=env, timeout=300)
 
 
 def scalars(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:

@@ -2,9 +2,6 @@
 count; the same file from 1 and 2 processes."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ from torchmetrics.functional.classification import multiclass_f1_score
 
 from nlparena.callbacks.test_outputs import COLUMNS, FILE_NAME
 from nlparena.cli import NlpArenaCLI
-from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli, scalars
+from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, evaluate_in_one_and_two_processes, run_cli, scalars
 from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
 
 TRANSLATION = [*TINY_MODEL, "--data=Reverse", *TINY_DATA, *QUIET, "--data.test_size=23"]  # batches of 8, 8, 7
@@ -72,12 +69,7 @@ def test_pretraining_writes_no_test_outputs():
 def test_two_processes_write_the_file_one_process_writes():
     run_cli("fit", *TRANSLATION, "--trainer.max_epochs=1")
     run_dir = next(Path("logs").glob("*/*/version_0"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for devices in (1, 2):
-        command = ["test", *TRANSLATION, f"--ckpt_path={run_dir}/checkpoints/last.ckpt", f"--trainer.devices={devices}"]
-        if devices == 2:
-            command.append("--trainer.strategy=ddp")  # gloo on CPU
-        subprocess.run([sys.executable, "-m", "nlparena", *command], check=True, env=env, timeout=300)
+    evaluate_in_one_and_two_processes("test", TRANSLATION, run_dir / "checkpoints/last.ckpt")
     written = sorted(Path("logs").rglob(FILE_NAME), key=lambda path: path.stat().st_mtime_ns)
     assert len(written) == 2, written
     one, two = (read_rows(path) for path in written)

@@ -1,15 +1,12 @@
 """N processes log the metrics one process logs: losses included, on a validation split that does not divide evenly."""
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from nlparena.events import read_events
-from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
+from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, evaluate_in_one_and_two_processes, run_cli
 from tests.models.test_classification import TINY_BERT, TINY_CLASSIFIERS, TINY_SPLITS
 
 ODD = ["--data.val_size=21", "--data.batch_size=4"]  # 2 processes: 11 and 10 examples, batches of 4, 4, 3 and 4, 4, 2
@@ -26,12 +23,7 @@ def test_two_process_validation_logs_the_metrics_of_one_process(model):
     args = [*RUNS[model], *ODD, *QUIET]
     run_cli("fit", *args, "--trainer.max_epochs=1")
     run_dir = next(Path("logs").glob("*/*/version_0"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for devices in (1, 2):
-        command = ["validate", *args, f"--ckpt_path={run_dir}/checkpoints/last.ckpt", f"--trainer.devices={devices}"]
-        if devices == 2:
-            command.append("--trainer.strategy=ddp")  # gloo on CPU; Lightning launches the second process
-        subprocess.run([sys.executable, "-m", "nlparena", *command], check=True, env=env, timeout=300)
+    evaluate_in_one_and_two_processes("validate", args, run_dir / "checkpoints/last.ckpt")
     # one folder per run: the second process of the DDP run claims none
     assert sorted(path.name for path in run_dir.parent.iterdir()) == ["version_0", "version_1", "version_2"]
     one, two = (read_events(run_dir.parent / f"version_{v}").scalars for v in (1, 2))

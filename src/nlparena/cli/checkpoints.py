@@ -18,9 +18,10 @@ from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import instantiate_class
 
-from nlparena.cli.checks import DATA_DECIDED, flatten, message_of
+from nlparena.cli.checks import DATA_DECIDED, message_of
 from nlparena.errors import ConfigError, shorten
 from nlparena.models import ArenaModel
+from nlparena.models.base import flatten
 from nlparena.models.checkpoint_file import read_checkpoint
 
 EVALUATING = ("validate", "test", "predict")

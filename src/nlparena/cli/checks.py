@@ -28,6 +28,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from nlparena.errors import ConfigError, config_error_in, one_line
 from nlparena.models import ArenaModel
+from nlparena.models.base import flatten
 
 # what torch or Lightning raise for a value they refuse while a class is built
 REFUSALS = (ValueError, TypeError, KeyError, IndexError, AssertionError, MisconfigurationException)
@@ -134,21 +135,6 @@ def refusal(err: BaseException, prefix: str, settings: dict[str, Any], what: str
     if key is None:
         return ConfigError(f"{what}: {message}")
     return ConfigError(f"{prefix}{key}={flat[key]!r}: {message}")
-
-
-def flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts or Namespaces as dotted keys."""
-    if hasattr(settings, "as_dict"):
-        settings = settings.as_dict()
-    flat: dict[str, Any] = {}
-    for key, value in (settings or {}).items():
-        if hasattr(value, "as_dict"):
-            value = value.as_dict()
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def root_cause(err: BaseException) -> BaseException:

@@ -70,10 +70,15 @@ def network_config(config_class: type[Config], value: Config | dict[str, Any]) -
     return value if isinstance(value, config_class) else config_class(**value)
 
 
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys: {"transformer": {"d_model": 64}} -> {"transformer.d_model": 64}."""
+def flatten(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (or jsonargparse Namespaces) as dotted keys: {"transformer": {"d_model": 64}} ->
+    {"transformer.d_model": 64}; None is no keys."""
+    if hasattr(params, "as_dict"):
+        params = params.as_dict()
     flat: dict[str, Any] = {}
-    for key, value in params.items():
+    for key, value in (params or {}).items():
+        if hasattr(value, "as_dict"):
+            value = value.as_dict()
         if isinstance(value, dict):
             flat.update(flatten(value, f"{prefix}{key}."))
         else:
