@@ -13,7 +13,7 @@ import yaml
 
 from nlparena.compare import runner
 from nlparena.compare.config import Comparison, Record, Run, Trial, load_comparison
-from nlparena.compare.report import Group, select_settings
+from nlparena.compare.groups import Group, select_settings
 from nlparena.events import RunEvents
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
 

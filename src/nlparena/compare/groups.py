@@ -1,0 +1,187 @@
+"""A comparison's trials by run and setting: the setting each run keeps (by validation), its numbers over seeds,
+its verdicts against the baseline (`nlparena.compare.statistics`) and the sweep table."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from typing import Any
+
+from nlparena.callbacks.test_outputs import FILE_NAME as TEST_OUTPUTS
+from nlparena.compare.config import Record
+from nlparena.compare.statistics import STATISTICS, Verdict, across_seeds, paired_bootstrap, summarize
+from nlparena.events import RunEvents
+
+
+def column_name(tag: str) -> str:
+    """A scalar's tag as a results.csv column: `val/exact_match` -> `val_exact_match`."""
+    return tag.replace("/", "_")
+
+
+@dataclass
+class Group:
+    """The trials of one run with one setting: one per seed."""
+
+    run: str
+    setting: str
+    records: list[Record]
+    events: list[RunEvents]
+    rows: list[dict[str, Any]]
+
+    def finished(self) -> list[int]:
+        return [i for i, record in enumerate(self.records) if record.status == "finished"]
+
+    def values(self, column: str) -> list[float]:
+        """The finished trials' values of a results.csv column (those that have one)."""
+        return [v for i in self.finished() if (v := self.rows[i].get(column)) is not None]
+
+
+def group_trials(records: list[Record], events: list[RunEvents], rows: list[dict[str, Any]]) -> list[Group]:
+    """Trials grouped by (run, setting), in the config's order."""
+    groups: dict[tuple[str, str], Group] = {}
+    for record, run_events, row in zip(records, events, rows, strict=True):
+        key = (record.run, record.trial.setting_name)
+        group = groups.setdefault(key, Group(record.run, record.trial.setting_name, [], [], []))
+        group.records.append(record)
+        group.events.append(run_events)
+        group.rows.append(row)
+    return list(groups.values())
+
+
+def select_settings(groups: list[Group], metric: str, mode: str) -> dict[str, Group]:
+    """Each run's setting with the best mean (over seeds) of its best validation headline metric: the sweep picks
+    by validation, never by test. A run whose settings have no value keeps its first."""
+    column = f"best_{column_name(metric)}"
+    chosen: dict[str, Group] = {}
+    for group in groups:
+        values = group.values(column)
+        if group.run not in chosen:
+            chosen[group.run] = group
+            continue
+        held = chosen[group.run].values(column)
+        if values and (not held or _better(mean_of(values), mean_of(held), mode)):
+            chosen[group.run] = group
+    return chosen
+
+
+def mean_of(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a > b if mode == "max" else a < b
+
+
+def summary_rows(selected: dict[str, Group], columns: list[str]) -> list[dict[str, Any]]:
+    """Per run (its selected setting): seeds, and for each column mean, 95 % CI and min / max over seeds."""
+    rows = []
+    for run, group in selected.items():
+        row: dict[str, Any] = {"run": run, "setting": group.setting, "seeds": len(group.finished())}
+        for column in columns:
+            values = group.values(column)
+            stats = summarize(values) if values else None
+            for name in ("mean", "ci_low", "ci_high", "min", "max"):
+                row[f"{column}_{name}"] = None if stats is None else getattr(stats, name)
+        rows.append(row)
+    return rows
+
+
+def read_test_outputs(record: Record) -> dict[int, tuple[str, str, int]] | None:
+    """A trial's `test_outputs.csv`: index -> (reference, output, correct); None when it has none."""
+    path = record.version_dir / TEST_OUTPUTS if record.version_dir else None
+    if path is None or not path.is_file():
+        return None
+    with path.open(newline="") as file:
+        return {int(r["index"]): (r["reference"], r["output"], int(r["correct"])) for r in csv.DictReader(file)}
+
+
+def paired_outputs(candidate: Group, baseline: Group, statistic: str) -> tuple[Any, Any, Any] | None:
+    """The two runs' test outputs on the same examples, seed by seed (the seeds both finished; every seed tests
+    the same examples, the data's seed being its own), as arrays for the paired bootstrap: correctness for exact
+    match (references None), class ids and the true class ids for macro F1."""
+    import numpy as np
+
+    by_seed = {}
+    for group in (candidate, baseline):
+        outputs = {}
+        for i in group.finished():
+            found = read_test_outputs(group.records[i])
+            if found:
+                outputs[group.rows[i]["seed"]] = found
+        by_seed[id(group)] = outputs
+    seeds = sorted(set(by_seed[id(candidate)]) & set(by_seed[id(baseline)]), key=str)
+    if not seeds:
+        return None
+    cand, base, refs = [], [], []
+    for seed in seeds:
+        a, b = by_seed[id(candidate)][seed], by_seed[id(baseline)][seed]
+        for index in sorted(set(a) & set(b)):
+            if statistic == "exact_match":
+                cand.append(a[index][2])
+                base.append(b[index][2])
+            else:
+                cand.append(a[index][1])
+                base.append(b[index][1])
+                refs.append(a[index][0])
+    if statistic == "exact_match":
+        return np.array(cand), np.array(base), None
+    names = {name: i for i, name in enumerate(sorted(set(cand) | set(base) | set(refs)))}
+    ids = [np.array([names[name] for name in values]) for values in (cand, base, refs)]
+    return ids[0], ids[1], ids[2]
+
+
+def verdicts(selected: dict[str, Group], baseline: str, test_metric: str, mode: str) -> list[dict[str, Any]]:
+    """Each run against the baseline on the test headline metric: the paired bootstrap over test examples (Koehn
+    2004) and Welch's t-test over the seeds' test values."""
+    base = selected.get(baseline)
+    if base is None:
+        return []
+    name = test_metric.removeprefix("test/")
+    statistic = STATISTICS.get(name)
+    rows = []
+    for run, group in selected.items():
+        if run == baseline:
+            continue
+        row: dict[str, Any] = {"run": run, "baseline": baseline, "metric": test_metric}
+        paired = paired_outputs(group, base, name) if statistic else None
+        if paired is not None:
+            cand, base_out, refs = paired
+            v = paired_bootstrap(cand, base_out, refs, statistic, mode)
+            row.update(_verdict_columns("bootstrap", v))
+        seeds_a, seeds_b = group.values(column_name(test_metric)), base.values(column_name(test_metric))
+        if len(seeds_a) >= 2 and len(seeds_b) >= 2:
+            row.update(_verdict_columns("seeds", across_seeds(seeds_a, seeds_b, mode)))
+        rows.append(row)
+    return rows
+
+
+def _verdict_columns(prefix: str, verdict: Verdict) -> dict[str, Any]:
+    return {
+        f"{prefix}_verdict": verdict.verdict,
+        f"{prefix}_difference": verdict.difference,
+        f"{prefix}_ci_low": verdict.ci_low,
+        f"{prefix}_ci_high": verdict.ci_high,
+        f"{prefix}_p_value": verdict.p_value,
+        f"{prefix}_test": verdict.test,
+    }
+
+
+def sweep_rows(groups: list[Group], selected: dict[str, Group], metric: str) -> list[dict[str, Any]]:
+    """Every setting of a swept run: its validation headline metric over seeds, and whether it was selected."""
+    column = f"best_{column_name(metric)}"
+    rows = []
+    for group in groups:
+        values = group.values(column)
+        stats = summarize(values) if values else None
+        rows.append(
+            {
+                "run": group.run,
+                "setting": group.setting,
+                "seeds": len(values),
+                "mean": None if stats is None else stats.mean,
+                "ci_low": None if stats is None else stats.ci_low,
+                "ci_high": None if stats is None else stats.ci_high,
+                "selected": selected.get(group.run) is group,
+            }
+        )
+    return rows

@@ -1,0 +1,119 @@
+"""The figures of a comparison's report, per run over its seeds: the validation headline metric against the step,
+test metrics per source length (translation), test confusion matrices (classification)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nlparena.compare.groups import Group, mean_of
+from nlparena.events import RunEvents
+from nlparena.figures import draw_matrix, row_rates
+
+BUCKETS = {"exact_match_by_length": "exact match", "token_accuracy_by_length": "token accuracy"}  # TranslationModel's
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _mean_and_band(series: list[list[tuple[Any, float]]]) -> tuple[list[Any], list[float], list[float], list[float]]:
+    """x values every series has, and at each the mean, min and max over the series."""
+    common = set.intersection(*(set(x for x, _ in s) for s in series))
+    xs = sorted(common)
+    values = [[dict(s)[x] for s in series] for x in xs]
+    return xs, [mean_of(v) for v in values], [min(v) for v in values], [max(v) for v in values]
+
+
+def curve_figure(
+    selected: dict[str, Group], metric: str, target: float | None, failed: set[str], path: Path
+) -> Path | None:
+    """The validation headline metric against the step: per run the mean over its seeds, with a band from the
+    lowest to the highest seed (a failed trial's curve up to its crash is left out of the mean)."""
+    from matplotlib.figure import Figure
+
+    drawn = {}
+    for run, group in selected.items():
+        series = [group.events[i].scalars[metric] for i in group.finished() if group.events[i].scalars.get(metric)]
+        if not series:
+            series = [e.scalars[metric] for e in group.events if e.scalars.get(metric)]
+        if series:
+            drawn[run] = series
+    if not drawn:
+        return None
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for run, series in drawn.items():
+        xs, mean, low, high = _mean_and_band(series)
+        label = f"{run} (failed)" if run in failed else run
+        label += f" (mean of {len(series)} seeds)" if len(series) > 1 else ""
+        (line,) = ax.plot(xs, mean, marker="o", markersize=3, label=label)
+        if len(series) > 1:
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} during training (band: lowest to highest seed)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def length_figure(selected: dict[str, Group], path: Path) -> Path | None:
+    """Translation: test exact match (and token accuracy) per source-length bucket, per run the mean over seeds with
+    a band from the lowest to the highest seed."""
+    from matplotlib.figure import Figure
+
+    panels: dict[str, dict[str, list[list[tuple[str, float]]]]] = {}
+    for key in BUCKETS:
+        for run, group in selected.items():
+            series = [sorted(b.items()) for i in group.finished() if (b := _buckets(group.events[i], f"test/{key}/"))]
+            if series:
+                panels.setdefault(key, {})[run] = series
+    if not panels:
+        return None
+    fig = Figure(figsize=(6 * len(panels), 4), layout="constrained")
+    for ax, (key, runs) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
+        for run, series in runs.items():
+            xs, mean, low, high = _mean_and_band(series)
+            (line,) = ax.plot(xs, mean, marker="o", label=run)
+            if len(series) > 1:
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xlabel("source length")
+        ax.set_ylabel(f"test {BUCKETS[key]}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"test {BUCKETS[key]} by source length", fontsize=10)
+        ax.tick_params(axis="x", rotation=45)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _buckets(events: RunEvents, prefix: str) -> dict[str, float]:
+    """Bucket name ('03-04') -> last value, of the scalars under `prefix`."""
+    return {tag.removeprefix(prefix): s[-1][1] for tag, s in events.scalars.items() if tag.startswith(prefix) and s}
+
+
+def confusion_figure(selected: dict[str, Group], path: Path) -> Path | None:
+    """Classification: each run's test confusion matrix (summed over its seeds) normalised by true class, side by
+    side."""
+    from matplotlib.figure import Figure
+
+    matrices = {}
+    for run, group in selected.items():
+        found = [m for i in group.finished() if (m := group.events[i].confusion("test")) is not None]
+        if found:
+            matrices[run] = (found[0][0], sum(counts for _, counts in found))
+    if not matrices:
+        return None
+    C = max(counts.shape[0] for _, counts in matrices.values())
+    fig = Figure(figsize=(1.0 + (3.0 + 0.9 * C) * len(matrices), 1.5 + 0.9 * C), layout="constrained")
+    for ax, (run, (names, counts)) in zip(
+        fig.subplots(1, len(matrices), squeeze=False)[0], matrices.items(), strict=True
+    ):
+        draw_matrix(fig, ax, row_rates(counts.float()), names, run, "{:.2f}")
+    fig.suptitle("test confusion matrices (all seeds), normalised by true class", fontsize=10)
+    return _save(fig, path)
