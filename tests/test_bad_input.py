@@ -12,8 +12,10 @@ import pytest
 import torch
 import yaml
 
+from nlparena.data import Sentiment
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
 from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
+from tests.models.test_hugging_face import hugging_face_bert
 
 CKPT = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"  # made once per module by `made_once`
 EVAL = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET]
@@ -104,6 +106,7 @@ def made_once(tmp_path_factory) -> Path:
         Path("compare/invalid.yaml").write_text("runs: [\n")
         if READ_ONLY.startswith("read_only"):
             Path("read_only").mkdir(mode=0o555)
+        hugging_face_bert(vocab_size=Sentiment().vocab_size, d_model=8).save_pretrained("hf_bert")
     return folder
 
 
@@ -150,6 +153,17 @@ CASES: dict[str, tuple[list[str], str]] = {
     "max-epochs-not-a-number": (["fit", *FIT, "--trainer.max_epochs=two"], "max_epochs"),
     "max-steps-minus-5": (["fit", *FIT, "--trainer.max_steps=-5"], "trainer.max_steps=-5"),
     "num-workers-minus-1": (["fit", *FIT, "--data.num_workers=-1"], "data.num_workers=-1"),
+    "bucket-window-minus-1": (["fit", *FIT, "--data.bucket_window=-1"], "data.bucket_window=-1: must be at least 0"),
+    "threads-0": (["fit", *FIT, "--threads=0"], "threads=0: must be at least 1"),
+    "layer-norm-eps-0": (["fit", *BERT_SENTIMENT, "--model.bert.layer_norm_eps=0"], "model.bert.layer_norm_eps=0.0"),
+    "pretrained-hf-no-folder": (
+        ["fit", *BERT_SENTIMENT, "--model.pretrained=hf:nowhere"],
+        "model.pretrained=hf:nowhere: no config.json in nowhere",
+    ),
+    "pretrained-hf-other-sizes": (
+        ["fit", *BERT_SENTIMENT, "--model.pretrained=hf:hf_bert"],
+        "model.pretrained=hf:hf_bert: its hidden_size is 8, model.bert.d_model is 16; set --model.bert.d_model=8",
+    ),
     "gradient-clip-val-minus-1": (["fit", *FIT, "--trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1"),
     "gradient-clip-algorithm": (["fit", *FIT, "--trainer.gradient_clip_algorithm=max"], "gradient_clip_algorithm"),
     "log-every-n-steps-0": (["fit", *FIT, "--trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),

@@ -26,6 +26,8 @@ def test_every_config_parses_and_instantiates(config):
     )
     if "pretrained:" in Path(config).read_text():  # the pre-training checkpoint is made by another config
         args.append("--model.pretrained=null")
+    if "accelerator: gpu" in Path(config).read_text() and not torch.cuda.is_available():
+        args += ["--trainer.accelerator=cpu", "--trainer.devices=1"]  # every other key of the GPU configs is parsed
     cli = NlpArenaCLI(args=args, run=False)
     assert cli.model.hparams.vocab_size == cli.datamodule.vocab_size
     assert cli.model.hparams.max_len == cli.datamodule.max_length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from nlparena import cpu_load  # noqa: F401  (first: the CPU load is measured from here, for `--threads auto`)
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.cli.schedule import schedule
 from nlparena.cli.translate import translate

@@ -124,3 +124,52 @@ def test_evaluation_splits_are_shared_between_processes_without_repeats(cls, wor
         assert sum(map(len, shares)) == n, split  # none repeated to even out the shares
         assert max(map(len, shares)) - min(map(len, shares)) <= 1, split  # every process takes its part
         assert sorted(e for share in shares for e in share) == sorted(examples(whole)), split  # every one once
+
+
+def padding_share(batches_: list[dict[str, torch.Tensor]], refs: set[str]) -> float:
+    pads = sum(int((b[ref] == PAD).sum()) for b in batches_ for ref in refs)
+    return pads / sum(b[ref].numel() for b in batches_ for ref in refs)
+
+
+@every_module
+def test_length_bucketing_serves_every_training_example_once_with_less_padding(cls):
+    plain, bucketed = make(cls, seed=0, bucket_window=0), make(cls, seed=0, bucket_window=4)
+    plain.setup()
+    bucketed.setup()
+    one, other = batches(plain, "train"), batches(bucketed, "train")
+    assert len(one) == len(other)  # the same number of steps per epoch
+    assert sorted(e for b in other for e in examples(b)) == sorted(examples(plain.splits["train"].tensors))
+    refs = set(cls.trim.values())
+    assert padding_share(other, refs) < padding_share(one, refs)
+
+
+@every_module
+def test_length_bucketed_batches_are_a_function_of_seed_and_epoch_only(cls):
+    a, b = make(cls, seed=3, bucket_window=4), make(cls, seed=3, bucket_window=4, num_workers=2)
+    a.setup()
+    b.setup()
+    epochs = []
+    for epoch in (0, 1):
+        loaders = [dm.train_dataloader() for dm in (a, b)]
+        for loader in loaders:
+            loader.sampler.set_epoch(epoch)
+        x, y = (list(loader) for loader in loaders)
+        assert all(torch.equal(p[k], q[k]) for p, q in zip(x, y, strict=True) for k in p), epoch
+        epochs.append([examples(batch) for batch in x])
+    assert epochs[0] != epochs[1]  # a new order every epoch
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@every_module
+def test_length_bucketed_training_shares_cover_the_split_under_ddp(cls, world_size):
+    dm = make(cls, seed=0, bucket_window=4)
+    dm.setup()
+    shares = []
+    for rank in range(world_size):
+        dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank)
+        shares.append(batches(dm, "train"))
+    assert len({len(share) for share in shares}) == 1  # every process takes as many steps
+    served = [e for share in shares for batch in share for e in examples(batch)]
+    whole = examples(dm.splits["train"].tensors)
+    assert set(served) == set(whole)
+    assert len(served) - len(whole) < world_size  # only DistributedSampler's padding to equal shares repeats

@@ -51,7 +51,7 @@ def test_every_pooling_choice_runs_training_steps(pooling):
     after = cli.model.net.state_dict()
     assert cli.trainer.global_step == 2
     changed = {key for key in before if not torch.equal(before[key], after[key])}
-    assert {"classifier.weight", "bert.layers.0.attn.q_proj.weight", "bert.embeddings.tokens.weight"} <= changed
+    assert {"classifier.weight", "bert.layers.0.attn.in_proj.weight", "bert.embeddings.tokens.weight"} <= changed
     # only the pooler choice reads (and so trains) BERT's pooler; the others leave it as initialised
     assert ("bert.pooler.weight" in changed) == (pooling == "pooler")
     # and the classifier reads the vector the choice names

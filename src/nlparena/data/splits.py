@@ -44,6 +44,15 @@ class TensorBatches(Dataset):
             batch[name] = batch[name][:, : widths[ref]]
         return batch
 
+    def length_keys(self) -> torch.Tensor:
+        """(N,) sort key per example, lexicographic over the real-token counts of the tensors that set batch widths
+        (a translation's source, then its target): examples of equal key give a batch without padding."""
+        keys = torch.zeros(len(self), dtype=torch.long)
+        for ref in dict.fromkeys(self.trim.values()):
+            tensor = self.tensors[ref]
+            keys = keys * (tensor.shape[1] + 1) + (tensor != PAD).sum(1)
+        return keys
+
 
 class ShardedBatches(DistributedSampler):
     """Yields lists of indices (whole batches): this process's share of a split.
@@ -53,6 +62,10 @@ class ShardedBatches(DistributedSampler):
     it under DDP (and calls `set_epoch`) instead of swapping in a per-example sampler. Evaluation
     splits are shared out without padding, so no example is counted twice in a metric.
 
+    With `bucket_window` W > 0, training batches are cut from windows of W batches of this process's shuffled share,
+    each window sorted by length (`TensorBatches.length_keys`), and the batches are then shuffled: rows of a batch
+    have similar lengths, so little of it is padding. The order stays a function of (seed, epoch).
+
     `generator` is the DataLoader's own, reseeded from (seed, epoch) by `set_epoch`: the DataLoader draws its
     workers' base seed from it each time it is iterated. Without one it draws from torch's global generator,
     the one dropout uses, once per epoch and per validation with `num_workers=0` but only once per run with
@@ -60,10 +73,18 @@ class ShardedBatches(DistributedSampler):
     """
 
     def __init__(
-        self, data: Dataset, batch_size: int, shuffle: bool, seed: int, num_replicas: int = 1, rank: int = 0
+        self,
+        data: TensorBatches,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        bucket_window: int = 0,
     ) -> None:
         super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
-        self.batch_size = batch_size
+        self.batch_size, self.bucket_window = batch_size, bucket_window
+        self._length_keys: torch.Tensor | None = None
         self.generator = torch.Generator()
         self.set_epoch(0)
 
@@ -79,8 +100,27 @@ class ShardedBatches(DistributedSampler):
     def __iter__(self):
         # shuffled by (seed, epoch) and padded to equal shares for training; in order and unpadded otherwise
         indices = list(super().__iter__()) if self.shuffle else list(self.unpadded_share())
+        if self.shuffle and self.bucket_window > 0:
+            yield from self.bucketed(torch.tensor(indices, dtype=torch.long))
+            return
         for start in range(0, len(indices), self.batch_size):
             yield indices[start : start + self.batch_size]
+
+    def bucketed(self, indices: torch.Tensor) -> list[list[int]]:
+        """Batches of rows of similar length from shuffled `indices`, in an order shuffled by (seed, epoch).
+
+        Every window holds W whole batches, so the batch count is that of unbucketed batching (the last is short).
+        """
+        if self._length_keys is None:
+            self._length_keys = self.dataset.length_keys()
+        window = self.batch_size * self.bucket_window
+        batches: list[torch.Tensor] = []
+        for chunk in indices.split(window):
+            chunk = chunk[torch.argsort(self._length_keys[chunk], stable=True)]  # ties keep their shuffled order
+            batches += chunk.split(self.batch_size)
+        # its own generator: the DataLoader's (`self.generator`) seeds the workers and must not move
+        order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.generator.initial_seed() ^ 1))
+        return [batches[i].tolist() for i in order]
 
     def __len__(self) -> int:
         share = self.num_samples if self.shuffle else len(self.unpadded_share())
@@ -122,6 +162,8 @@ class SplitDataModule(pl.LightningDataModule):
             is also a validation or test input).
         seed: the data's seed; the same seed gives the same data whatever the processes or workers.
         num_workers: DataLoader worker processes (0: batches are sliced in the training process).
+        bucket_window: training batches are cut from windows of this many batches sorted by length, then shuffled,
+            so that rows of a batch have similar lengths and little of it is padding; 0 batches rows as they come.
     """
 
     input_name: ClassVar[str]
@@ -138,16 +180,20 @@ class SplitDataModule(pl.LightningDataModule):
         test_size: int = 500,
         seed: int = 0,
         num_workers: int = 0,
+        bucket_window: int = 0,
     ) -> None:
         super().__init__()
         self.lengths = resolve_lengths(train_lengths, val_lengths, test_lengths)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.bucket_window = bucket_window
         for key, value in (("batch_size", batch_size), *((f"{s}_size", n) for s, n in self.sizes.items())):
             if value < 1:
                 raise ConfigError(f"data.{key}={value}: must be at least 1")
         if num_workers < 0:
             raise ConfigError(f"data.num_workers={num_workers}: must be at least 0 (0: batches made in this process)")
+        if bucket_window < 0:
+            raise ConfigError(f"data.bucket_window={bucket_window}: must be at least 0 (0: no length bucketing)")
         self.splits: dict[str, TensorBatches] = {}
 
     def generate(self, split: str) -> dict[str, torch.Tensor]:
@@ -205,7 +251,8 @@ class SplitDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        batches = ShardedBatches(self.splits[split], self.batch_size, shuffle, self.seed, world, rank)
+        window = self.bucket_window if shuffle else 0
+        batches = ShardedBatches(self.splits[split], self.batch_size, shuffle, self.seed, world, rank, window)
         return DataLoader(
             self.splits[split],
             sampler=batches,

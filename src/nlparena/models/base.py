@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
+from nlparena.models.metrics import RatioSums
 
 Config = TypeVar("Config")
 
@@ -64,6 +65,16 @@ class LastCheckpoint(ModelCheckpoint):
             self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+def writes_logs_this_step(trainer: pl.Trainer) -> bool:
+    """Whether Lightning writes the values logged in this training step to the loggers: every `log_every_n_steps`
+    optimizer steps (every step with `fast_dev_run`), never in a micro-batch that only accumulates gradients.
+
+    Lightning makes this choice in `_LoggerConnector.update_train_step_metrics` and has no public API for it."""
+    if trainer.fit_loop._should_accumulate():
+        return False
+    return trainer._logger_connector.should_update_logs or bool(trainer.fast_dev_run)
+
+
 def network_config(config_class: type[Config], value: Config | dict[str, Any]) -> Config:
     """A network's config as given by the CLI (a dataclass) or read back from a checkpoint's hyperparameters (a
     dict: checkpoints keep plain values, so that they load with `weights_only=True`)."""
@@ -95,6 +106,8 @@ class ArenaModel(pl.LightningModule):
     Args:
         vocab_size, max_len, pad_id: set by the data module (linked by the CLI, never typed): vocabulary size,
             longest sequence of any split (the positional table's size), padding id.
+        compile: run the network's forward through `torch.compile` (fused kernels; the first steps wait for the
+            compilation). Decoding, which calls the network step by step, stays eager. Checkpoints are the same.
     """
 
     family: ClassVar[Literal["translation", "classification", "pretraining"]]
@@ -104,9 +117,32 @@ class ArenaModel(pl.LightningModule):
     weight_settings: ClassVar[tuple[str, ...]] = ()
     headline_mode: ClassVar[Literal["min", "max"]] = "max"
 
-    def __init__(self, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
+    def __init__(self, vocab_size: int, max_len: int, pad_id: int = PAD, compile: bool = False) -> None:
         super().__init__()
-        self.vocab_size, self.max_len, self.pad_id = vocab_size, max_len, pad_id
+        self.vocab_size, self.max_len, self.pad_id, self.compile_network = vocab_size, max_len, pad_id, compile
+
+    def log_training_window(self, window: RatioSums, pairs: list[torch.Tensor]) -> None:
+        """Add this step's (numerator, denominator) `pairs` to `window`; when Lightning writes logs
+        (`writes_logs_this_step`), log each ratio as `train/<name>` and reset it: a value covers the steps since the
+        last write. In the steps between, the sums only accumulate on the device (no host sync)."""
+        window.update(torch.stack(pairs).view(-1, 2))
+        if not writes_logs_this_step(self.trainer):
+            return
+        for name, value in window.compute().items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss")
+        window.reset()
+
+    def compiled_modules(self) -> list[torch.nn.Module]:
+        """The modules whose forward `compile` compiles: the network, by default."""
+        return [self.net]
+
+    def configure_model(self) -> None:
+        """With `compile`, compile the forward of `compiled_modules` in place (`nn.Module.compile`): parameter names,
+        and so checkpoints, stay those of the eager network. Lightning calls this before every fit, test, ..."""
+        if self.compile_network:
+            for module in self.compiled_modules():
+                if module._compiled_call_impl is None:
+                    module.compile()
 
     def save_hyperparameters(
         self,

@@ -20,6 +20,8 @@ from torchmetrics.classification import (
 from nlparena.errors import ConfigError
 from nlparena.models.base import ArenaModel, check_finite_weights, cut_positional_tables, network_config
 from nlparena.models.checkpoint_file import read_checkpoint
+from nlparena.models.hugging_face import is_hugging_face, read_hugging_face_bert
+from nlparena.models.metrics import RatioSums
 from nlparena.networks.bert import BertConfig, BertForClassification, Pooling
 from nlparena.networks.rnn import RNNConfig
 from nlparena.networks.rnn_classifier import RNNClassifier as RNNClassifierNetwork
@@ -77,7 +79,7 @@ class ClassificationModel(ArenaModel):
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"model.label_smoothing={label_smoothing}: must be in [0, 1)")
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
-        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.train_window = RatioSums(("loss", "accuracy"))  # per example
         self.val_metrics = ClassMetrics(num_classes)
         self.test_metrics = ClassMetrics(num_classes)
         self.net: nn.Module
@@ -94,9 +96,9 @@ class ClassificationModel(ArenaModel):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["ids"], batch["segments"])
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
-        self.train_accuracy(logits.argmax(-1), batch["labels"])
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/accuracy", self.train_accuracy, on_step=False, on_epoch=True)
+        examples = torch.full_like(batch["labels"][0], len(logits))
+        right = (logits.argmax(-1) == batch["labels"]).sum()
+        self.log_training_window(self.train_window, [loss.detach() * examples, examples, right, examples])
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -160,7 +162,8 @@ class BertClassifier(ClassificationModel):
     Args:
         pooling: what the head reads: "pooler" (BERT's dense + tanh on [CLS], trained by NSP), "cls" (the
             [CLS] state itself) or "mean" (mean of the real tokens' states).
-        pretrained: a BertPretraining checkpoint whose encoder (embeddings, layers, pooler) starts this model;
+        pretrained: a BertPretraining checkpoint whose encoder (embeddings, layers, pooler) starts this model, or
+            `hf:PATH`, a Hugging Face BERT saved with `save_pretrained` in the folder PATH (the `hf` extra);
             loaded when fitting starts, so resuming from this model's own checkpoint is unaffected.
     """
 
@@ -174,13 +177,17 @@ class BertClassifier(ClassificationModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if pretrained is not None:  # read now, so that a file that is not a checkpoint is refused before anything runs
+        config = network_config(BertConfig, bert)
+        # read now, so that a file that is not a checkpoint is refused before anything runs
+        self._hugging_face: dict[str, torch.Tensor] | None = None
+        if is_hugging_face(pretrained):
+            self._hugging_face = read_hugging_face_bert(pretrained, config, self.vocab_size)
+        elif pretrained is not None:
             state = read_checkpoint(pretrained, f"model.pretrained={pretrained}")["state_dict"]
             if not any(key.startswith("net.bert.") for key in state):
                 raise ConfigError(f"model.pretrained={pretrained}: no BERT encoder weights (net.bert.*) in it")
         self.save_hyperparameters()
         self.pretrained = pretrained
-        config = network_config(BertConfig, bert)
         self.net = BertForClassification(config, self.vocab_size, self.max_len, self.num_classes, pooling, self.pad_id)
 
     def setup(self, stage: str) -> None:
@@ -188,8 +195,14 @@ class BertClassifier(ClassificationModel):
             self.load_pretrained_encoder(self.pretrained)
 
     def load_pretrained_encoder(self, path: str) -> tuple[list[str], list[str]]:
-        """Copy the encoder of a BertPretraining checkpoint into this model; returns (missing, unused) keys."""
-        checkpoint = read_checkpoint(path, f"model.pretrained={path}")
+        """Copy the encoder of a BertPretraining checkpoint (or of `hf:PATH`) into this model; returns (missing, unused)
+        keys."""
+        if is_hugging_face(path):
+            state = self._hugging_face or read_hugging_face_bert(path, self.net.bert.config, self.vocab_size)
+            checkpoint = {"state_dict": {f"net.{key}": value for key, value in state.items()}}
+            self._hugging_face = None  # loaded once; no need to keep a second copy of the weights
+        else:
+            checkpoint = read_checkpoint(path, f"model.pretrained={path}")
         state = checkpoint["state_dict"]
         check_finite_weights(state, f"model.pretrained={path}")
         ours = getattr(getattr(self._trainer, "datamodule", None), "vocab", None)

@@ -1,4 +1,5 @@
-"""A torchmetrics metric that torchmetrics lacks: a rate per length bucket (exact match by source length)."""
+"""Torchmetrics metrics that torchmetrics lacks: a rate per length bucket (exact match by source length), and the
+training metrics of the steps since the last log, summed in one tensor."""
 
 from __future__ import annotations
 
@@ -40,3 +41,28 @@ class BucketedMean(Metric):
     def bucket_names(self) -> list[str]:
         """'01-02', '03-04', ...: the inclusive length range of each bucket."""
         return [f"{i * self.width + 1:02d}-{(i + 1) * self.width:02d}" for i in range(self.num_buckets)]
+
+
+class RatioSums(Metric):
+    """Named ratios of sums, for the training metrics logged every `log_every_n_steps`: `update` adds one
+    (numerator, denominator) pair per name into a single (K, 2) state, in place on the device; `compute` divides.
+
+    The training step calls this every step, so it is as cheap as a metric can be: one stacked tensor added to one
+    state, no argument checks, no host sync (about a third of the cost of updating MulticlassAccuracy,
+    MulticlassExactMatch and MeanMetric each step, which was 5 % of a quick-start step). States are sums, so they add
+    up across processes under DDP.
+    """
+
+    full_state_update = False
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names = names
+        self.add_state("sums", torch.zeros(len(names), 2, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pairs: torch.Tensor) -> None:
+        """pairs (K, 2): the (numerator, denominator) of each name, in the order of `names`, for one batch."""
+        self.sums += pairs
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {name: (num / den).float() for name, (num, den) in zip(self.names, self.sums, strict=True)}

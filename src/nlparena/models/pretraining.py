@@ -10,6 +10,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlparena.models.base import ArenaModel, network_config
+from nlparena.models.metrics import RatioSums
 from nlparena.networks.bert import BertConfig, BertForPretraining
 
 IGNORE = -100  # label of the positions MLM does not predict (data/pretraining.py writes it)
@@ -32,7 +33,9 @@ class BertPretraining(ArenaModel):
         self.save_hyperparameters()
         self.nsp_weight = nsp_weight
         self.net = BertForPretraining(network_config(BertConfig, bert), self.vocab_size, self.max_len, self.pad_id)
-        for stage in ("train", "val", "test"):
+        # training: the metrics of the steps since the last log, as sums (`log_training_window`)
+        self.train_window = RatioSums(("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy"))
+        for stage in ("val", "test"):
             accuracy = MulticlassAccuracy(self.vocab_size, average="micro", validate_args=False)
             setattr(self, f"{stage}_mlm_accuracy", accuracy)
             setattr(self, f"{stage}_nsp_accuracy", MulticlassAccuracy(2, average="micro", validate_args=False))
@@ -41,6 +44,10 @@ class BertPretraining(ArenaModel):
         for stage in ("val", "test"):
             setattr(self, f"{stage}_mlm_loss", MeanMetric())
             setattr(self, f"{stage}_nsp_loss", MeanMetric())
+
+    def compiled_modules(self) -> list[torch.nn.Module]:
+        """The encoder: the steps call it, then the heads on the masked positions only (a data-dependent shape)."""
+        return [self.net.bert]
 
     def logged_metrics(self) -> list[str]:
         names = ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")
@@ -59,23 +66,36 @@ class BertPretraining(ArenaModel):
         mlm_loss = F.cross_entropy(mlm_logits, targets)
         nsp_loss = F.cross_entropy(nsp_logits, batch["is_next"])
         loss = mlm_loss + self.nsp_weight * nsp_loss
+        if stage == "train":
+            n, b = (torch.full_like(batch["is_next"][0], size) for size in (len(targets), len(nsp_logits)))
+            mlm_right, nsp_right = (
+                (mlm_logits.argmax(-1) == targets).sum(),
+                (nsp_logits.argmax(-1) == batch["is_next"]).sum(),
+            )
+            pairs = [
+                loss.detach() * b,
+                b,
+                mlm_loss.detach() * n,
+                n,
+                nsp_loss.detach() * b,
+                b,
+                mlm_right,
+                n,
+                nsp_right,
+                b,
+            ]
+            self.log_training_window(self.train_window, pairs)
+            return loss
         mlm_accuracy: MulticlassAccuracy = getattr(self, f"{stage}_mlm_accuracy")
         nsp_accuracy: MulticlassAccuracy = getattr(self, f"{stage}_nsp_accuracy")
-        mlm_accuracy(mlm_logits.argmax(-1), targets)
-        nsp_accuracy(nsp_logits.argmax(-1), batch["is_next"])
-        train = stage == "train"
-        if train:
-            self.log("train/loss", loss, prog_bar=True)
-            self.log("train/mlm_loss", mlm_loss)
-            self.log("train/nsp_loss", nsp_loss)
-        else:
-            mlm_mean: MeanMetric = getattr(self, f"{stage}_mlm_loss")
-            nsp_mean: MeanMetric = getattr(self, f"{stage}_nsp_loss")
-            mlm_mean.update(mlm_loss, weight=len(targets))
-            nsp_mean.update(nsp_loss, weight=len(nsp_logits))
-            self.log(f"{stage}/mlm_loss", mlm_mean)
-            self.log(f"{stage}/nsp_loss", nsp_mean)
-        self.log(f"{stage}/mlm_accuracy", mlm_accuracy, on_step=False, on_epoch=True, prog_bar=not train)
+        mlm_accuracy.update(mlm_logits.argmax(-1), targets)
+        nsp_accuracy.update(nsp_logits.argmax(-1), batch["is_next"])
+        losses = {"mlm_loss": (mlm_loss, len(targets)), "nsp_loss": (nsp_loss, len(nsp_logits))}
+        for name, (value, weight) in losses.items():
+            getattr(self, f"{stage}_{name}").update(value.detach(), weight=weight)
+        for name in losses:
+            self.log(f"{stage}/{name}", getattr(self, f"{stage}_{name}"))
+        self.log(f"{stage}/mlm_accuracy", mlm_accuracy, on_step=False, on_epoch=True, prog_bar=True)
         self.log(f"{stage}/nsp_accuracy", nsp_accuracy, on_step=False, on_epoch=True)
         return loss
 

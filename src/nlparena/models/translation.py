@@ -15,7 +15,7 @@ from torchmetrics.text import BLEUScore
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
 from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
-from nlparena.models.metrics import BucketedMean
+from nlparena.models.metrics import BucketedMean, RatioSums
 from nlparena.networks.decoding import beam_search, greedy_decode
 from nlparena.networks.layers import shift_right
 from nlparena.networks.rnn import AttentionConfig, Seq2SeqConfig
@@ -41,6 +41,15 @@ class StageMetrics(nn.Module):
         self.loss = MeanMetric()  # weighted by target tokens: the mean over every token of the split
         self.exact_match_by_length = BucketedMean(max_length)
         self.token_accuracy_by_length = BucketedMean(max_length)  # of decoded output, not teacher-forced
+
+
+def training_pairs(loss: torch.Tensor, preds: torch.Tensor, tgt: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
+    """(numerator, denominator) of the batch's loss per target token, token accuracy and exact match, flat, for
+    `RatioSums(("loss", "token_accuracy", "exact_match"))`; PAD positions do not count."""
+    real = tgt != pad_id
+    tokens, right = real.sum(), (preds == tgt) | ~real
+    rows = torch.full_like(tokens, len(tgt))
+    return [loss * tokens, tokens, (right & real).sum(), tokens, right.all(1).sum(), rows]
 
 
 def align(decoded: torch.Tensor, width: int) -> torch.Tensor:
@@ -96,7 +105,7 @@ class TranslationModel(ArenaModel):
             raise ConfigError(f"model.length_penalty={length_penalty}: must be at least 0")
         self.label_smoothing, self.num_samples = label_smoothing, num_samples
         self.decoding, self.beam_size, self.length_penalty = decode, beam_size, length_penalty
-        self.train_metrics = StageMetrics(self.vocab_size, self.pad_id, self.max_len)
+        self.train_window = RatioSums(("loss", "token_accuracy", "exact_match"))  # per token, token, sequence
         self.val_metrics = StageMetrics(self.vocab_size, self.pad_id, self.max_len)
         self.test_metrics = StageMetrics(self.vocab_size, self.pad_id, self.max_len)
         self.net: nn.Module
@@ -131,13 +140,8 @@ class TranslationModel(ArenaModel):
         src, tgt = batch["src"], batch["tgt"]
         logits = self(src, shift_right(tgt))
         loss = self.loss(logits, tgt)
-        preds = logits.argmax(-1)  # teacher-forced predictions
-        m = self.train_metrics
-        m.token_accuracy(preds, tgt)
-        m.exact_match(preds, tgt)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/token_accuracy", m.token_accuracy, on_step=False, on_epoch=True)
-        self.log("train/exact_match", m.exact_match, on_step=False, on_epoch=True)
+        pairs = training_pairs(loss.detach(), logits.argmax(-1), tgt, self.pad_id)  # teacher-forced predictions
+        self.log_training_window(self.train_window, pairs)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.layers import AttentionStackConfig, LearnedPositions, check_choice, check_sizes
+from nlparena.networks.layers import AttentionStackConfig, LearnedPositions, check_choice, check_sizes, padding_mask
 from nlparena.networks.transformer import EncoderLayer
 
 Pooling = Literal["pooler", "cls", "mean"]
@@ -34,10 +34,14 @@ class BertConfig(AttentionStackConfig):
     """post-norm encoder layers"""
     num_segments: int = 2
     """segment (sentence A / B) embeddings (BERT's type_vocab_size)"""
+    layer_norm_eps: float = 1e-12
+    """epsilon of every LayerNorm (BERT's; PyTorch's default is 1e-5)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_sizes(self.group, num_layers=self.num_layers, num_segments=self.num_segments)
+        if not self.layer_norm_eps > 0:
+            raise ConfigError(f"model.{self.group}.layer_norm_eps={self.layer_norm_eps}: must be above 0")
 
 
 def init_bert_weights(module: nn.Module) -> None:
@@ -65,12 +69,13 @@ class BertEmbeddings(nn.Module):
         num_segments: int = 2,
         dropout: float = 0.0,
         pad_id: int = PAD,
+        layer_norm_eps: float = 1e-12,
     ) -> None:
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         self.positions = LearnedPositions(d_model, max_len)  # refuses sequences longer than max_len
         self.segments = nn.Embedding(num_segments, d_model)
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model, layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
@@ -88,18 +93,19 @@ class Bert(nn.Module):
 
     def __init__(self, config: BertConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
-        c = config
+        c = self.config = config
         self.pad_id = pad_id
-        self.embeddings = BertEmbeddings(vocab_size, c.d_model, max_len, c.num_segments, c.dropout, pad_id)
+        eps = c.layer_norm_eps
+        self.embeddings = BertEmbeddings(vocab_size, c.d_model, max_len, c.num_segments, c.dropout, pad_id, eps)
         # BERT is post-norm: each residual block ends in a LayerNorm, so the stack needs no final one.
-        layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(*layer_args, norm_first=False) for _ in range(c.num_layers))
+        layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, False, eps, False)  # no dropout inside the FF block
+        self.layers = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(c.num_layers))
         self.pooler = nn.Linear(c.d_model, c.d_model)  # inside Bert, so that a pre-trained pooler transfers with it
         self.apply(init_bert_weights)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, S), segments (B, S) or None for a single sentence (all 0) -> states (B, S, D)."""
-        mask = ids != self.pad_id  # (B, S) True for real tokens: no token attends to PAD
+        mask = padding_mask(ids, self.pad_id)  # (B, S) True for real tokens (None if all are): none attends to PAD
         x = self.embeddings(ids, torch.zeros_like(ids) if segments is None else segments)
         for layer in self.layers:
             x = layer(x, mask)
@@ -113,11 +119,13 @@ class Bert(nn.Module):
 class MaskedLMHead(nn.Module):
     """Dense -> GELU -> LayerNorm, then a decoder whose weight is the token embedding matrix, plus its own bias."""
 
-    def __init__(self, d_model: int, vocab_size: int, token_embedding: nn.Embedding) -> None:
+    def __init__(
+        self, d_model: int, vocab_size: int, token_embedding: nn.Embedding, layer_norm_eps: float = 1e-12
+    ) -> None:
         super().__init__()
         self.dense = nn.Linear(d_model, d_model)
         self.activation = nn.GELU()
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model, layer_norm_eps)
         self.decoder = nn.Linear(d_model, vocab_size)
         self.apply(init_bert_weights)  # before tying, so that the embedding (and its zero PAD row) is left as it is
         self.decoder.weight = token_embedding.weight  # (V, D): one Parameter, trained by both ends
@@ -136,7 +144,7 @@ class BertForPretraining(nn.Module):
     def __init__(self, config: BertConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
         self.bert = Bert(config, vocab_size, max_len, pad_id)
-        self.mlm = MaskedLMHead(config.d_model, vocab_size, self.bert.embeddings.tokens)
+        self.mlm = MaskedLMHead(config.d_model, vocab_size, self.bert.embeddings.tokens, config.layer_norm_eps)
         self.nsp = nn.Linear(config.d_model, 2)
         init_bert_weights(self.nsp)
 
@@ -194,3 +202,50 @@ class BertForClassification(nn.Module):
             return states[:, 0]
         real = (ids != self.bert.pad_id).unsqueeze(-1).to(states.dtype)  # (B, S, 1)
         return (states * real).sum(1) / real.sum(1).clamp(min=1)
+
+
+# Hugging Face `BertForPreTraining` / `BertModel` parameter names -> ours (`BertForPretraining`), per tensor. The
+# query, key and value projections are concatenated into `in_proj` (see MultiHeadAttention).
+HF_NAMES = {
+    "embeddings.word_embeddings": "bert.embeddings.tokens",
+    "embeddings.position_embeddings": "bert.embeddings.positions.table",
+    "embeddings.token_type_embeddings": "bert.embeddings.segments",
+    "embeddings.LayerNorm": "bert.embeddings.norm",
+    "pooler.dense": "bert.pooler",
+    "cls.predictions.transform.dense": "mlm.dense",
+    "cls.predictions.transform.LayerNorm": "mlm.norm",
+    "cls.seq_relationship": "nsp",
+}
+HF_LAYER_NAMES = {
+    "attention.output.dense": "attn.out_proj",
+    "attention.output.LayerNorm": "norm1",
+    "intermediate.dense": "ff.0",
+    "output.dense": "ff.3",
+    "output.LayerNorm": "norm2",
+}
+
+
+def state_from_hugging_face(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Hugging Face BERT state dict (with or without the `bert.` prefix and the pre-training heads) as a
+    `BertForPretraining` state dict; tensors it has no place for (`position_ids`) are left out."""
+    hf = {key.removeprefix("bert."): value for key, value in hf.items()}
+    ours: dict[str, torch.Tensor] = {}
+    for key, value in hf.items():
+        stem, _, kind = key.rpartition(".")  # kind: weight, bias, gamma, beta
+        kind = {"gamma": "weight", "beta": "bias"}.get(kind, kind)
+        if stem in HF_NAMES:
+            ours[f"{HF_NAMES[stem]}.{kind}"] = value
+        elif stem.startswith("encoder.layer."):
+            index, _, part = stem.removeprefix("encoder.layer.").partition(".")
+            if part in HF_LAYER_NAMES:
+                ours[f"bert.layers.{index}.{HF_LAYER_NAMES[part]}.{kind}"] = value
+            elif part == "attention.self.query":
+                prefix = f"encoder.layer.{index}.attention.self."
+                ours[f"bert.layers.{index}.attn.in_proj.{kind}"] = torch.cat(
+                    [hf[f"{prefix}{name}.{kind}"] for name in ("query", "key", "value")]
+                )
+        elif key in ("cls.predictions.bias", "cls.predictions.decoder.bias"):
+            ours["mlm.decoder.bias"] = value
+    if "bert.embeddings.tokens.weight" in ours and "mlm.dense.weight" in ours:
+        ours["mlm.decoder.weight"] = ours["bert.embeddings.tokens.weight"]  # tied, as in both models
+    return ours

@@ -23,6 +23,16 @@ def shift_right(tgt: torch.Tensor, bos_id: int = BOS) -> torch.Tensor:
     return torch.cat([torch.full_like(tgt[:, :1], bos_id), tgt[:, :-1]], dim=1)
 
 
+def padding_mask(ids: torch.Tensor, pad_id: int = PAD) -> torch.Tensor | None:
+    """(B, S) True for real tokens, or None when no row has padding: SDPA then runs its flash kernel, which takes no
+    mask. The check reads one value on the host (a device sync on a GPU); a compiled network always gets the mask,
+    so that the graph does not depend on the data."""
+    mask = ids != pad_id
+    if torch.compiler.is_compiling() or not bool(mask.all()):
+        return mask
+    return None
+
+
 def check_sizes(group: str, **sizes: int) -> None:
     """ConfigError naming the first size below 1, as its config key (`model.transformer.d_model=0: ...`)."""
     for key, value in sizes.items():
@@ -71,24 +81,49 @@ class AttentionStackConfig:
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention through `F.scaled_dot_product_attention` (flash / memory-efficient kernels)."""
+    """Multi-head attention through `F.scaled_dot_product_attention` (flash / memory-efficient kernels).
+
+    The query, key and value projections are one (3D, D) matrix, rows [query; key; value]: self-attention
+    projects with one matmul, cross-attention and the decoding cache use its query or key/value rows.
+    """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
-        self.n_heads, self.dropout = n_heads, dropout
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         return x.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
 
+    def project(self, x: torch.Tensor, rows: slice) -> torch.Tensor:
+        """x (B, T, D) through the `rows` of the input projection (views of the weight, no copy)."""
+        return F.linear(x, self.in_proj.weight[rows], self.in_proj.bias[rows])
+
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, D) -> keys and values, each (B, H, S, Dh); cached by the decoders."""
-        k, v = self.kv_proj(x).chunk(2, dim=-1)
+        k, v = self.project(x, slice(self.d_model, None)).chunk(2, dim=-1)
         return self.split_heads(k), self.split_heads(v)
+
+    def sdpa(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, is_causal: bool
+    ) -> torch.Tensor:
+        """Heads q (B, H, T, Dh) over k, v (B, H, S, Dh) -> (B, T, D) after the output projection."""
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, H, T, Dh)
+        B, H, T, Dh = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))  # (B, T, D)
+
+    def self_attend(
+        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
+        """Self-attention of x (B, T, D), its query, key and value from one matmul; key_mask (B, T) or None."""
+        q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
+        return self.sdpa(q, k, v, key_mask, is_causal)
 
     def attend(
         self,
@@ -98,18 +133,16 @@ class MultiHeadAttention(nn.Module):
         key_mask: torch.Tensor | None = None,
         is_causal: bool = False,
     ) -> torch.Tensor:
-        """query (B, T, D) over keys/values (B, H, S, Dh); key_mask (B, S) is True for real tokens."""
-        q = self.split_heads(self.q_proj(query))  # (B, H, T, Dh)
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
-        )  # (B, H, T, Dh)
-        B, H, T, Dh = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))  # (B, T, D)
+        """query (B, T, D) over keys/values (B, H, S, Dh); key_mask (B, S) is True for real tokens, None for all."""
+        return self.sdpa(self.queries(query), k, v, key_mask, is_causal)
+
+    def queries(self, query: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, H, T, Dh)."""
+        return self.split_heads(self.project(query, slice(0, self.d_model)))
 
     def weights(self, query: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attention weights (B, H, T, S) that `attend` uses, computed explicitly (SDPA does not return them)."""
-        q = self.split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        q = self.queries(query)  # (B, H, T, Dh)
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, S)
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
@@ -122,8 +155,9 @@ class MultiHeadAttention(nn.Module):
         key_mask: torch.Tensor | None = None,
         is_causal: bool = False,
     ) -> torch.Tensor:
-        k, v = self.keys_values(key_value)
-        return self.attend(query, k, v, key_mask, is_causal)
+        if query is key_value:
+            return self.self_attend(query, key_mask, is_causal)
+        return self.attend(query, *self.keys_values(key_value), key_mask, is_causal)
 
 
 class FeedForward(nn.Sequential):

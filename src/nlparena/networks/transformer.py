@@ -20,6 +20,7 @@ from nlparena.networks.layers import (
     TokenEmbedding,
     check_choice,
     check_sizes,
+    padding_mask,
 )
 
 
@@ -51,7 +52,7 @@ class EncoderOutput:
     """What every decoder step reads: encoder states and which source positions are real."""
 
     states: torch.Tensor  # (B, S, D)
-    mask: torch.Tensor  # (B, S) True for real tokens
+    mask: torch.Tensor | None  # (B, S) True for real tokens; None when no source has padding
 
 
 @dataclass
@@ -64,22 +65,35 @@ class DecoderCache:
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention then feed-forward, each in a residual block (pre- or post-norm)."""
+    """Self-attention then feed-forward, each in a residual block (pre- or post-norm).
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool) -> None:
+    `ff_inner_dropout`: dropout also between the feed-forward block's two linear layers, as in
+    `torch.nn.TransformerEncoderLayer`; BERT has none there.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        norm_first: bool,
+        layer_norm_eps: float = 1e-5,
+        ff_inner_dropout: bool = True,
+    ) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(d_model, n_heads, dropout)
-        self.ff = FeedForward(d_model, d_ff, dropout)
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, d_ff, dropout if ff_inner_dropout else 0.0)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model, layer_norm_eps), nn.LayerNorm(d_model, layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, S, D); mask (B, S) True for real tokens, or None when there is no padding."""
         if self.norm_first:
-            h = self.norm1(x)
-            x = x + self.dropout(self.attn(h, h, mask))
+            x = x + self.dropout(self.attn.self_attend(self.norm1(x), mask))
             return x + self.dropout(self.ff(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attn(x, x, mask)))
+        x = self.norm1(x + self.dropout(self.attn.self_attend(x, mask)))
         return self.norm2(x + self.dropout(self.ff(x)))
 
 
@@ -98,13 +112,13 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         y: torch.Tensor,
-        self_kv: tuple[torch.Tensor, torch.Tensor],
+        self_kv: tuple[torch.Tensor, torch.Tensor] | None,
         cross_kv: tuple[torch.Tensor, torch.Tensor],
-        memory_mask: torch.Tensor,
-        is_causal: bool,
+        memory_mask: torch.Tensor | None,
         cross_weights: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """y (B, T, D); self_kv are keys/values of every target position y may attend to.
+        """y (B, T, D); self_kv are the cached keys/values of every target position y may attend to, or None for
+        causal self-attention over y itself (teacher forcing: query, key and value from one matmul).
 
         When `cross_weights` is a list, the cross-attention weights (B, H, T, S) are appended to it.
         """
@@ -114,7 +128,12 @@ class DecoderLayer(nn.Module):
                 cross_weights.append(self.cross_attn.weights(h, cross_kv[0], memory_mask))
             return self.cross_attn.attend(h, *cross_kv, key_mask=memory_mask)
 
-        blocks = (lambda h: self.self_attn.attend(h, *self_kv, is_causal=is_causal), cross, self.ff)
+        def self_attention(h: torch.Tensor) -> torch.Tensor:
+            if self_kv is None:
+                return self.self_attn.self_attend(h, is_causal=True)
+            return self.self_attn.attend(h, *self_kv)
+
+        blocks = (self_attention, cross, self.ff)
         for norm, block in zip(self.norms, blocks, strict=True):
             y = y + self.dropout(block(norm(y))) if self.norm_first else norm(y + self.dropout(block(y)))
         return y
@@ -156,7 +175,7 @@ class Transformer(nn.Module):
 
     def encode(self, src: torch.Tensor) -> EncoderOutput:
         """src (B, S) -> states (B, S, D) and the source mask."""
-        mask = src != self.pad_id  # (B, S)
+        mask = padding_mask(src, self.pad_id)  # (B, S), or None without padding
         x = self.src_embed(src)
         for layer in self.encoder:
             x = layer(x, mask)
@@ -169,7 +188,7 @@ class Transformer(nn.Module):
         y = self.tgt_embed(tgt_in)
         for layer in self.decoder:
             cross_kv = layer.cross_attn.keys_values(memory.states)
-            y = layer(y, layer.self_keys_values(y), cross_kv, memory.mask, is_causal=True, cross_weights=cross_weights)
+            y = layer(y, None, cross_kv, memory.mask, cross_weights=cross_weights)
         return self.generator(self.decoder_norm(y))
 
     def attention_weights(self, memory: EncoderOutput, tgt_in: torch.Tensor) -> torch.Tensor:
@@ -195,6 +214,6 @@ class Transformer(nn.Module):
                 cache.self_kv[i] = (k, v)
             else:
                 cache.self_kv.append((k, v))
-            y = layer(y, (k, v), cache.cross_kv[i], memory.mask, is_causal=False)
+            y = layer(y, (k, v), cache.cross_kv[i], memory.mask)
         cache.step += 1
         return self.generator(self.decoder_norm(y[:, -1]))
