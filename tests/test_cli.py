@@ -9,9 +9,10 @@ from nlparena.events import read_events
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli, scalars
 
 LEARNED = [*TINY_MODEL, "--model.transformer.positions=learned", "--data=Copy", *TINY_DATA, *QUIET]
-# configs/compare/ holds `nlparena compare` configs, not fit configs: tests/test_compare.py parses them and their runs
+# `nlparena compare` configs (a `runs:` list; configs/compare/ and some experiments) are not fit configs:
+# tests/test_compare.py parses them and their runs
 CONFIGS = sorted(
-    str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if "compare" not in p.parent.parts
+    str(p) for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if "\nruns:" not in p.read_text()
 )
 
 

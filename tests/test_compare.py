@@ -229,13 +229,24 @@ def test_bad_compare_config_gives_one_line_before_any_run(capsys, config, expect
     assert not Path("logs").exists()
 
 
-@pytest.mark.parametrize("config", sorted(ROOT.glob("configs/compare/*.yaml")), ids=lambda p: p.name)
+COMPARE_CONFIGS = sorted(p for p in ROOT.glob("configs/**/*.yaml") if "\nruns:" in p.read_text())
+
+
+def test_compare_configs_are_found():
+    assert {p.parent.name for p in COMPARE_CONFIGS} == {"compare", "experiments"}
+
+
+@pytest.mark.parametrize("config", COMPARE_CONFIGS, ids=lambda p: p.name)
 def test_shipped_compare_configs_parse_and_every_run_instantiates(config, monkeypatch):
     monkeypatch.chdir(ROOT)  # their config paths are relative to the repository
     comparison = load_comparison(config.relative_to(ROOT))
     assert comparison.name == config.stem and len(comparison.runs) >= 4
     models = {info["model"] for info in check_runs(comparison).values()}
-    assert models in ({"Seq2Seq", "Seq2SeqAttention", "Transformer"}, {"BertClassifier", "RNNClassifier"})
+    assert models in (
+        {"Seq2Seq", "Seq2SeqAttention", "Transformer"},  # translation
+        {"BertClassifier", "RNNClassifier"},  # classification
+        {"Transformer"},  # positional encodings
+    )
 
 
 def test_classification_compare_draws_the_confusion_matrices_side_by_side(capsys):

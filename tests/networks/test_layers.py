@@ -4,8 +4,10 @@ import torch
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.layers import (
+    ALiBi,
     LearnedPositions,
     MultiHeadAttention,
+    Rotary,
     SinusoidalPositions,
     TokenEmbedding,
     shift_right,
@@ -60,3 +62,29 @@ def test_d_model_not_divisible_by_heads_is_refused():
     # a bare layer has no config key to name: the message names its arguments, without a `model.` prefix
     with pytest.raises(ConfigError, match=r"^d_model=10 must be divisible by n_heads=3$"):
         MultiHeadAttention(10, 3)
+
+
+def test_alibi_bias_depends_on_the_distance_only_and_grows_with_it():
+    alibi = ALiBi(n_heads=4, head_dim=8)
+    near = alibi.bias(torch.arange(0, 5), torch.arange(0, 7), causal=False)  # (H, 5, 7)
+    shifted = alibi.bias(torch.arange(10, 15), torch.arange(10, 17), causal=False)
+    torch.testing.assert_close(near, shifted)
+    assert (near[:, 0, 1:] < near[:, 0, :-1]).all()  # farther keys get a lower score
+    assert (alibi.slopes.flatten()[1:] < alibi.slopes.flatten()[:-1]).all()  # one slope per head, geometric
+    causal = alibi.bias(torch.arange(3), torch.arange(3), causal=True)
+    assert torch.isinf(causal[:, 0, 1:]).all() and torch.isfinite(causal[:, 2]).all()
+
+
+def test_rope_scores_depend_on_the_offset_between_query_and_key_only():
+    torch.manual_seed(0)
+    rope = Rotary(n_heads=2, head_dim=8)
+    q, k = torch.randn(1, 2, 1, 8), torch.randn(1, 2, 1, 8)
+
+    def score(i: int, j: int) -> torch.Tensor:
+        return (rope.rotate(q, torch.tensor([i])) * rope.rotate(k, torch.tensor([j]))).sum(-1)
+
+    torch.testing.assert_close(score(3, 1), score(13, 11))
+    torch.testing.assert_close(score(0, 5), score(20, 25))
+    assert not torch.allclose(score(3, 1), score(3, 2))
+    x = torch.randn(1, 2, 4, 8)  # a rotation keeps every vector's norm
+    torch.testing.assert_close(rope.rotate(x, torch.arange(4)).norm(dim=-1), x.norm(dim=-1))

@@ -14,6 +14,8 @@ from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LE
 VARIANTS = [
     {"norm_first": True, "positions": "sinusoidal", "share_embeddings": True},
     {"norm_first": False, "positions": "learned", "share_embeddings": False},
+    {"norm_first": True, "positions": "alibi", "share_embeddings": True},
+    {"norm_first": False, "positions": "rope", "share_embeddings": True},
 ]
 
 
@@ -128,3 +130,10 @@ def test_explicit_attention_weights_are_the_ones_sdpa_applies():
     by_hand = attn.weights(query, k, mask) @ v  # (B, H, T, Dh)
     merged = by_hand.transpose(1, 2).reshape(BATCH, TGT_LEN, D_MODEL)
     torch.testing.assert_close(attn.out_proj(merged), attn.attend(query, k, v, mask))
+
+
+@pytest.mark.parametrize("positions", ["alibi", "rope"])
+def test_relative_positions_take_sequences_longer_than_max_len(positions):
+    net = network(positions=positions)
+    src, tgt_in = tokens(2 * MAX_LEN), tokens(2 * MAX_LEN)
+    assert net(src, tgt_in).shape == (BATCH, 2 * MAX_LEN, VOCAB)

@@ -80,19 +80,63 @@ class AttentionStackConfig:
         check_dropout(self.group, self.dropout)
 
 
+class ALiBi(nn.Module):
+    """Attention with linear biases (Press et al. 2022, "Train Short, Test Long"): no position vectors; head h adds
+    -m_h * distance to its attention scores, with slopes m_h = 2^(-8 h / H), h = 1..H (the paper's geometric
+    sequence). The bias depends on the distance between query and key only, so nothing is tied to an absolute
+    position the training data may not have had."""
+
+    def __init__(self, n_heads: int, head_dim: int) -> None:
+        super().__init__()
+        slopes = torch.tensor([2.0 ** (-8.0 * h / n_heads) for h in range(1, n_heads + 1)])
+        self.register_buffer("slopes", slopes.view(n_heads, 1, 1), persistent=False)
+
+    def bias(self, query_positions: torch.Tensor, key_positions: torch.Tensor, causal: bool) -> torch.Tensor:
+        """(H, T, S) to add to the scores: -m_h |i - j| (encoder), with -inf for keys after the query if causal."""
+        distance = query_positions[:, None] - key_positions[None, :]  # (T, S): i - j
+        bias = -self.slopes * distance.abs().to(self.slopes.dtype)
+        return bias.masked_fill(distance < 0, float("-inf")) if causal else bias
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (Su et al. 2021, RoFormer): queries and keys are rotated, pair of dimensions by pair,
+    by angles proportional to their position, so that a query-key dot product depends on their offset only."""
+
+    def __init__(self, n_heads: int, head_dim: int, base: float = 10_000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ConfigError(f"rope positions need an even head width; d_model / n_heads is {head_dim}")
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (Dh/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x (B, H, T, Dh) at `positions` (T,) -> x rotated, the same shape and dtype."""
+        angles = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]  # (T, Dh/2)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        even, odd = x[..., 0::2], x[..., 1::2]
+        return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+
+
+RELATIVE_POSITIONS = {"alibi": ALiBi, "rope": Rotary}
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention through `F.scaled_dot_product_attention` (flash / memory-efficient kernels).
 
     The query, key and value projections are one (3D, D) matrix, rows [query; key; value]: self-attention
     projects with one matmul, cross-attention and the decoding cache use its query or key/value rows.
+
+    With `positions` "alibi" or "rope" (self-attention only), positions enter the scores here (ALiBi, Rotary) instead
+    of the embeddings; `offset` is the position of the first query (and of the first new key) in decoding steps.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, positions: str | None = None) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
         self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.relative = None if positions is None else RELATIVE_POSITIONS[positions](n_heads, d_model // n_heads)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
@@ -102,16 +146,34 @@ class MultiHeadAttention(nn.Module):
         """x (B, T, D) through the `rows` of the input projection (views of the weight, no copy)."""
         return F.linear(x, self.in_proj.weight[rows], self.in_proj.bias[rows])
 
-    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S, D) -> keys and values, each (B, H, S, Dh); cached by the decoders."""
+    def keys_values(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, D) at positions offset.. -> keys and values, each (B, H, S, Dh); cached by the decoders."""
         k, v = self.project(x, slice(self.d_model, None)).chunk(2, dim=-1)
-        return self.split_heads(k), self.split_heads(v)
+        k = self.split_heads(k)
+        if isinstance(self.relative, Rotary):
+            k = self.relative.rotate(k, positions(k.shape[2], offset, k.device))
+        return k, self.split_heads(v)
 
     def sdpa(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, is_causal: bool
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None,
+        is_causal: bool,
+        offset: int = 0,
     ) -> torch.Tensor:
-        """Heads q (B, H, T, Dh) over k, v (B, H, S, Dh) -> (B, T, D) after the output projection."""
+        """Heads q (B, H, T, Dh) over k, v (B, H, S, Dh) -> (B, T, D) after the output projection. The queries sit at
+        positions offset.. and the keys at 0.. (rotated already, for rope)."""
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
+        if isinstance(self.relative, Rotary):
+            q = self.relative.rotate(q, positions(q.shape[2], offset, q.device))
+        elif isinstance(self.relative, ALiBi):
+            bias = self.relative.bias(
+                positions(q.shape[2], offset, q.device), positions(k.shape[2], 0, k.device), is_causal
+            )
+            bias = bias.to(q.dtype).unsqueeze(0)  # (1, H, T, S), causal order folded in
+            mask, is_causal = (bias if mask is None else bias.masked_fill(~mask, float("-inf"))), False
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )  # (B, H, T, Dh)
@@ -123,6 +185,8 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         """Self-attention of x (B, T, D), its query, key and value from one matmul; key_mask (B, T) or None."""
         q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
+        if isinstance(self.relative, Rotary):
+            k = self.relative.rotate(k, positions(k.shape[2], 0, k.device))
         return self.sdpa(q, k, v, key_mask, is_causal)
 
     def attend(
@@ -132,9 +196,11 @@ class MultiHeadAttention(nn.Module):
         v: torch.Tensor,
         key_mask: torch.Tensor | None = None,
         is_causal: bool = False,
+        offset: int = 0,
     ) -> torch.Tensor:
-        """query (B, T, D) over keys/values (B, H, S, Dh); key_mask (B, S) is True for real tokens, None for all."""
-        return self.sdpa(self.queries(query), k, v, key_mask, is_causal)
+        """query (B, T, D) at positions offset.. over keys/values (B, H, S, Dh); key_mask (B, S) is True for real
+        tokens, None for all."""
+        return self.sdpa(self.queries(query), k, v, key_mask, is_causal, offset)
 
     def queries(self, query: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, H, T, Dh)."""
@@ -197,12 +263,18 @@ class LearnedPositions(nn.Module):
         return self.table.weight[offset : offset + length]
 
 
+def positions(length: int, offset: int, device: torch.device) -> torch.Tensor:
+    """Positions offset .. offset + length - 1: (length,)."""
+    return torch.arange(offset, offset + length, device=device)
+
+
 def check_length(length: int, table_size: int) -> None:
     if length > table_size:
         raise ConfigError(f"sequence length {length} is beyond the positional table (model.max_len={table_size})")
 
 
 POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
+POSITION_CHOICES = [*POSITIONS, *RELATIVE_POSITIONS]  # relative ones act inside attention, not in the embedding
 
 
 class TokenEmbedding(nn.Module):
@@ -220,12 +292,14 @@ class TokenEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         self.tokens = tokens or nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        check_choice("positions", positions, POSITIONS)
-        self.positions = POSITIONS[positions](d_model, max_len)
+        check_choice("positions", positions, POSITION_CHOICES)
+        self.positions = POSITIONS[positions](d_model, max_len) if positions in POSITIONS else None
         self.scale = math.sqrt(d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """(B, T) ids -> (B, T, D)."""
-        x = self.tokens(ids) * self.scale + self.positions(ids.shape[1], offset)
+        x = self.tokens(ids) * self.scale
+        if self.positions is not None:
+            x = x + self.positions(ids.shape[1], offset)
         return self.dropout(x)

@@ -13,7 +13,8 @@ from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.networks.layers import (
-    POSITIONS,
+    POSITION_CHOICES,
+    RELATIVE_POSITIONS,
     AttentionStackConfig,
     FeedForward,
     MultiHeadAttention,
@@ -34,8 +35,9 @@ class TransformerConfig(AttentionStackConfig):
     """encoder layers (self-attention + feed-forward)"""
     num_decoder_layers: int = 2
     """decoder layers (causal self-attention + cross-attention + feed-forward)"""
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
-    """positional encoding: fixed sinusoids (any length) or a learned table (lengths seen in training)"""
+    positions: Literal["sinusoidal", "learned", "alibi", "rope"] = "sinusoidal"
+    """positional encoding: fixed sinusoids (any length), a learned table (lengths seen in training), or, inside
+    self-attention, ALiBi's distance biases or rotary embeddings (RoPE)"""
     norm_first: bool = True
     """pre-norm residual blocks (stable without warmup) instead of the paper's post-norm"""
     share_embeddings: bool = True
@@ -44,7 +46,7 @@ class TransformerConfig(AttentionStackConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_sizes(self.group, num_encoder_layers=self.num_encoder_layers, num_decoder_layers=self.num_decoder_layers)
-        check_choice(f"model.{self.group}.positions", self.positions, POSITIONS)
+        check_choice(f"model.{self.group}.positions", self.positions, POSITION_CHOICES)
 
 
 @dataclass
@@ -80,9 +82,10 @@ class EncoderLayer(nn.Module):
         norm_first: bool,
         layer_norm_eps: float = 1e-5,
         ff_inner_dropout: bool = True,
+        relative_positions: str | None = None,
     ) -> None:
         super().__init__()
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout, relative_positions)
         self.ff = FeedForward(d_model, d_ff, dropout if ff_inner_dropout else 0.0)
         self.norm1, self.norm2 = nn.LayerNorm(d_model, layer_norm_eps), nn.LayerNorm(d_model, layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
@@ -100,9 +103,17 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Causal self-attention, cross-attention over the encoder, feed-forward."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, norm_first: bool) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        norm_first: bool,
+        relative_positions: str | None = None,
+    ) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, relative_positions)  # positions: self only
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
@@ -116,11 +127,13 @@ class DecoderLayer(nn.Module):
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         memory_mask: torch.Tensor | None,
         cross_weights: list[torch.Tensor] | None = None,
+        offset: int = 0,
     ) -> torch.Tensor:
         """y (B, T, D); self_kv are the cached keys/values of every target position y may attend to, or None for
         causal self-attention over y itself (teacher forcing: query, key and value from one matmul).
 
-        When `cross_weights` is a list, the cross-attention weights (B, H, T, S) are appended to it.
+        When `cross_weights` is a list, the cross-attention weights (B, H, T, S) are appended to it. `offset` is the
+        position of y's first token (the decoding step, with the cache).
         """
 
         def cross(h: torch.Tensor) -> torch.Tensor:
@@ -131,16 +144,17 @@ class DecoderLayer(nn.Module):
         def self_attention(h: torch.Tensor) -> torch.Tensor:
             if self_kv is None:
                 return self.self_attn.self_attend(h, is_causal=True)
-            return self.self_attn.attend(h, *self_kv)
+            return self.self_attn.attend(h, *self_kv, offset=offset)
 
         blocks = (self_attention, cross, self.ff)
         for norm, block in zip(self.norms, blocks, strict=True):
             y = y + self.dropout(block(norm(y))) if self.norm_first else norm(y + self.dropout(block(y)))
         return y
 
-    def self_keys_values(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys/values of the self-attention for y (B, T, D), computed from y as this layer sees it."""
-        return self.self_attn.keys_values(self.norms[0](y) if self.norm_first else y)
+    def self_keys_values(self, y: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values of the self-attention for y (B, T, D) at positions offset.., computed from y as this layer
+        sees it."""
+        return self.self_attn.keys_values(self.norms[0](y) if self.norm_first else y, offset)
 
 
 class Transformer(nn.Module):
@@ -160,8 +174,13 @@ class Transformer(nn.Module):
         shared = self.src_embed.tokens if c.share_embeddings else None
         self.tgt_embed = TokenEmbedding(vocab_size, c.d_model, max_len, c.positions, c.dropout, pad_id, tokens=shared)
         layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, c.norm_first)
-        self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(c.num_encoder_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(c.num_decoder_layers))
+        relative = c.positions if c.positions in RELATIVE_POSITIONS else None
+        self.encoder = nn.ModuleList(
+            EncoderLayer(*layer_args, relative_positions=relative) for _ in range(c.num_encoder_layers)
+        )
+        self.decoder = nn.ModuleList(
+            DecoderLayer(*layer_args, relative_positions=relative) for _ in range(c.num_decoder_layers)
+        )
         # Pre-norm stacks end with a LayerNorm; post-norm layers already end normalised.
         self.encoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
         self.decoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
@@ -207,13 +226,13 @@ class Transformer(nn.Module):
         """One step with the cache: token (B,) -> logits (B, V) for the next position."""
         y = self.tgt_embed(token.unsqueeze(1), offset=cache.step)  # (B, 1, D)
         for i, layer in enumerate(self.decoder):
-            k, v = layer.self_keys_values(y)  # (B, H, 1, Dh)
+            k, v = layer.self_keys_values(y, offset=cache.step)  # (B, H, 1, Dh)
             if cache.step:
                 k = torch.cat([cache.self_kv[i][0], k], dim=2)  # (B, H, step + 1, Dh)
                 v = torch.cat([cache.self_kv[i][1], v], dim=2)
                 cache.self_kv[i] = (k, v)
             else:
                 cache.self_kv.append((k, v))
-            y = layer(y, (k, v), cache.cross_kv[i], memory.mask)
+            y = layer(y, (k, v), cache.cross_kv[i], memory.mask, offset=cache.step)
         cache.step += 1
         return self.generator(self.decoder_norm(y[:, -1]))
