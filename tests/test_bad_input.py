@@ -155,6 +155,10 @@ CASES: dict[str, tuple[list[str], str]] = {
     "num-workers-minus-1": (["fit", *FIT, "--data.num_workers=-1"], "data.num_workers=-1"),
     "bucket-window-minus-1": (["fit", *FIT, "--data.bucket_window=-1"], "data.bucket_window=-1: must be at least 0"),
     "threads-0": (["fit", *FIT, "--threads=0"], "threads=0: must be at least 1"),
+    "rope-odd-head-width": (
+        ["fit", *FIT, "--model.transformer.positions=rope", "--model.transformer.n_heads=16"],
+        "model.transformer.positions=rope: rotates pairs of dimensions",
+    ),
     "layer-norm-eps-0": (["fit", *BERT_SENTIMENT, "--model.bert.layer_norm_eps=0"], "model.bert.layer_norm_eps=0.0"),
     "pretrained-hf-no-folder": (
         ["fit", *BERT_SENTIMENT, "--model.pretrained=hf:nowhere"],

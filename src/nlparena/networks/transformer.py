@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nlparena.data.vocab import PAD
+from nlparena.errors import ConfigError
 from nlparena.networks.layers import (
     POSITION_CHOICES,
     RELATIVE_POSITIONS,
@@ -47,6 +48,12 @@ class TransformerConfig(AttentionStackConfig):
         super().__post_init__()
         check_sizes(self.group, num_encoder_layers=self.num_encoder_layers, num_decoder_layers=self.num_decoder_layers)
         check_choice(f"model.{self.group}.positions", self.positions, POSITION_CHOICES)
+        head_dim = self.d_model // self.n_heads
+        if self.positions == "rope" and head_dim % 2:
+            raise ConfigError(
+                f"model.{self.group}.positions=rope: rotates pairs of dimensions, so d_model / n_heads must be even, "
+                f"not {self.d_model} / {self.n_heads} = {head_dim}"
+            )
 
 
 @dataclass
