@@ -8,6 +8,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
+from nlparena.models.base import writes_logs_this_step
+
 
 class StepLearningRateMonitor(LearningRateMonitor):
     """Lightning's LearningRateMonitor (`lr-AdamW`, one tag per optimizer and param group), with a point at every
@@ -35,7 +37,7 @@ class StepLearningRateMonitor(LearningRateMonitor):
             return  # another micro-batch of the same optimizer step (gradient accumulation)
         self._last_step = step
         self._pending.append((step, self._read(trainer)))
-        if trainer._logger_connector.should_update_logs:  # when Lightning writes the step's other metrics
+        if writes_logs_this_step(trainer):  # when Lightning writes the step's other metrics
             self._flush(trainer)
 
     def _read(self, trainer: pl.Trainer) -> dict[str, float]:
