@@ -1,6 +1,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -215,6 +216,17 @@ def test_the_lr_is_logged_at_every_optimizer_step_whatever_the_logging_interval(
     logged = scalars("logs/Copy/Transformer/version_0")
     assert logged["lr-AdamW"] == [(step, pytest.approx(1e-3 * 0.5**step)) for step in range(5)]
     assert "train/loss" not in logged  # the other metrics still wait for log_every_n_steps
+
+
+def test_a_run_of_equal_lrs_is_written_as_its_ends_and_the_drawn_curve_is_still_every_steps_lr():
+    args = [*TINY_MODEL, "--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_steps=8", "--trainer.log_every_n_steps=50"]
+    steps_of_three = ["--lr_scheduler=StepLR", "--lr_scheduler.step_size=3", "--lr_scheduler.gamma=0.5"]
+    run_cli("fit", *args, *steps_of_three, "--lr_scheduler_interval=step")
+    points = scalars("logs/Copy/Transformer/version_0")["lr-AdamW"]
+    assert [step for step, _ in points] == [0, 2, 3, 5, 6, 7]  # each run's first and last step, and the last step
+    # TensorBoard draws straight lines between points: read there, the curve is the lr of every step
+    drawn = np.interp(range(8), [step for step, _ in points], [lr for _, lr in points])
+    assert drawn == pytest.approx([1e-3 * 0.5 ** (step // 3) for step in range(8)])
 
 
 def test_a_misspelt_scheduler_interval_is_refused_in_one_line(capsys):

@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
+from nlparena.networks import layers
 from nlparena.networks.layers import (
     ALiBi,
     LearnedPositions,
@@ -88,3 +90,56 @@ def test_rope_scores_depend_on_the_offset_between_query_and_key_only():
     assert not torch.allclose(score(3, 1), score(3, 2))
     x = torch.randn(1, 2, 4, 8)  # a rotation keeps every vector's norm
     torch.testing.assert_close(rope.rotate(x, torch.arange(4)).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p_and_scales_it():
+    torch.manual_seed(0)
+    x = torch.ones(1_000_000, requires_grad=True)
+    y = layers.dropout(x, 0.1, training=True)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(0.9, abs=0.002)  # 6.7 standard deviations
+    assert torch.equal(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, kept * (1 / 0.9))  # the gradient flows through the kept elements only, scaled alike
+    assert layers.dropout(x, 0.1, training=False) is x
+    half = layers.dropout(torch.ones(100_000, dtype=torch.bfloat16), 0.3, training=True)
+    assert half.dtype == torch.bfloat16
+    assert (half != 0).float().mean().item() == pytest.approx(0.7, abs=0.01)
+
+
+ATTENTION_CASES = ["no mask", "key mask", "float bias", "causal", "causal, fewer queries"]
+
+
+def attention_inputs(case: str) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    B, H, T, S, Dh = 2, 3, 5, 7, 4
+    T = S if case == "causal" else T
+    q, k, v = (torch.randn(B, H, n, Dh, generator=g) for n in (T, S, S))
+    mask = None
+    if case == "key mask":
+        mask = torch.ones(B, 1, 1, S, dtype=torch.bool)
+        mask[0, ..., 4:] = False
+    if case == "float bias":
+        mask = torch.randn(1, H, T, S, generator=g)
+    return q, k, v, mask
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES)
+def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped(case, monkeypatch):
+    q, k, v, mask = attention_inputs(case)
+    is_causal = case.startswith("causal")
+    monkeypatch.setattr(layers, "dropout", lambda x, p, training: x)
+    ours = layers.attention_with_dropout(q, k, v, mask, is_causal, 0.1)
+    assert torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal), atol=1e-6)
+
+
+def test_attention_dropout_leaves_the_expected_output_that_of_no_dropout():
+    torch.manual_seed(0)
+    q, k, v, mask = attention_inputs("key mask")
+    draws = 20_000
+    many = [t.repeat(draws, 1, 1, 1) for t in (q[:1], k[:1], v[:1], mask[:1])]
+    mean = layers.attention_with_dropout(*many, is_causal=False, p=0.3).mean(0)
+    expected = F.scaled_dot_product_attention(q[:1], k[:1], v[:1], attn_mask=mask[:1])[0]
+    assert torch.allclose(mean, expected, atol=0.03)
+    one_draw = layers.attention_with_dropout(q[:1], k[:1], v[:1], mask[:1], False, 0.3)[0]
+    assert not torch.allclose(one_draw, expected, atol=0.03)  # each draw drops weights; only their mean is unbiased

@@ -14,7 +14,14 @@ from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.layers import AttentionStackConfig, LearnedPositions, check_choice, check_sizes, padding_mask
+from nlparena.networks.layers import (
+    AttentionStackConfig,
+    Dropout,
+    LearnedPositions,
+    check_choice,
+    check_sizes,
+    padding_mask,
+)
 from nlparena.networks.transformer import EncoderLayer
 
 Pooling = Literal["pooler", "cls", "mean"]
@@ -76,7 +83,7 @@ class BertEmbeddings(nn.Module):
         self.positions = LearnedPositions(d_model, max_len)  # refuses sequences longer than max_len
         self.segments = nn.Embedding(num_segments, d_model)
         self.norm = nn.LayerNorm(d_model, layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """ids, segments (B, S) -> (B, S, D)."""
@@ -186,7 +193,7 @@ class BertForClassification(nn.Module):
         self.bert = Bert(config, vocab_size, max_len, pad_id)
         # An unread pooler would get no gradient, which DDP refuses; frozen, it stays in the state dict all the same.
         self.bert.pooler.requires_grad_(pooling == "pooler")
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.classifier = nn.Linear(config.d_model, num_classes)
         init_bert_weights(self.classifier)
 

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.layers import check_choice, check_dropout, check_sizes
+from nlparena.networks.layers import Dropout, check_choice, check_dropout, check_sizes
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 AttentionKind = Literal["bahdanau", "dot", "general"]
@@ -121,7 +121,7 @@ class RNNEncoder(nn.Module):
         c = config
         self.pad_id, self.directions = pad_id, 2 if c.bidirectional else 1
         self.embedding = embedding or nn.Embedding(vocab_size, c.embed_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.rnn = recurrent(c.cell, c.embed_dim, c.hidden_size, c.num_layers, c.dropout, c.bidirectional)
 
     def forward(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -157,7 +157,7 @@ class RNNEncoderDecoder(nn.Module):
         embedding = nn.Embedding(vocab_size, c.embed_dim, padding_idx=pad_id)
         self.encoder = RNNEncoder(c, vocab_size, pad_id, embedding)
         self.tgt_embed = embedding if c.share_embeddings else nn.Embedding(vocab_size, c.embed_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         # Each encoder layer's final state, mapped and squashed, starts the decoder layer at the same depth.
         self.bridge = nn.Sequential(nn.Linear(hd, hd), nn.Tanh())
         self.cell_bridge = nn.Sequential(nn.Linear(hd, hd), nn.Tanh()) if c.cell == "lstm" else None

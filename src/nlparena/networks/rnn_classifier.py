@@ -10,6 +10,7 @@ from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
+from nlparena.networks.layers import Dropout
 from nlparena.networks.rnn import RNNConfig, RNNEncoder
 
 
@@ -43,7 +44,7 @@ class RNNClassifier(nn.Module):
         self.pad_id, self.max_len = pad_id, max_len
         self.encoder = RNNEncoder(config, vocab_size, pad_id)
         self.pooling = AttentionPooling(config.state_size)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.classifier = nn.Linear(config.state_size, num_classes)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:

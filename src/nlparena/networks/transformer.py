@@ -17,6 +17,7 @@ from nlparena.networks.layers import (
     POSITION_CHOICES,
     RELATIVE_POSITIONS,
     AttentionStackConfig,
+    Dropout,
     FeedForward,
     MultiHeadAttention,
     TokenEmbedding,
@@ -95,7 +96,7 @@ class EncoderLayer(nn.Module):
         self.attn = MultiHeadAttention(d_model, n_heads, dropout, relative_positions)
         self.ff = FeedForward(d_model, d_ff, dropout if ff_inner_dropout else 0.0)
         self.norm1, self.norm2 = nn.LayerNorm(d_model, layer_norm_eps), nn.LayerNorm(d_model, layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm_first = norm_first
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -124,7 +125,7 @@ class DecoderLayer(nn.Module):
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm_first = norm_first
 
     def forward(
