@@ -2,6 +2,8 @@
 
 Same model, data, optimizer and batches (the quick-start config); the plain loop and Lightning's
 `fit` run in alternating rounds in this process, so machine noise hits both alike. Prints medians.
+A third side, bare Lightning (a `training_step` of forward and loss only, no logger, no callbacks but
+the clock), shows what Lightning's own loop costs before any logging of ours.
 
     python benchmarks/lightning_overhead.py [--steps 150] [--rounds 3] [--config configs/quickstart.yaml]
 """
@@ -13,6 +15,7 @@ import copy
 import statistics
 import tempfile
 import time
+import types
 
 import lightning.pytorch as pl
 import torch
@@ -80,6 +83,31 @@ def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, 
     return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
 
 
+def bare_training_step(self: pl.LightningModule, batch: dict, batch_idx: int) -> torch.Tensor:
+    """What the plain loop computes in its step: forward and loss."""
+    return self.loss(self.net(batch["src"], shift_right(batch["tgt"])), batch["tgt"])
+
+
+def bare_lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float) -> list[float]:
+    """Per-step wall times of `Trainer.fit` with nothing of ours: no metrics, logger, progress bar or callbacks."""
+    clock = StepClock()
+    model.configure_optimizers = lambda: torch.optim.AdamW(model.parameters(), lr=lr)
+    model.training_step = types.MethodType(bare_training_step, model)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps + 1,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        logger=False,
+        callbacks=[clock],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/quickstart.yaml")
@@ -92,21 +120,35 @@ def main() -> None:
     datamodule, initial = cli.datamodule, cli.model
     datamodule.setup("fit")
     lr = cli.config.optimizer.init_args.lr
-    plain_steps, plain_fetch, lightning_steps = [], [], []
+    plain_steps, plain_fetch, lightning_steps, bare_steps = [], [], [], []
     with tempfile.TemporaryDirectory() as log_dir:
-        for _ in range(args.rounds):
-            steps, fetch = plain_loop(copy.deepcopy(initial), datamodule.train_dataloader(), args.steps, lr)
-            plain_steps += steps[args.warmup :]
-            plain_fetch += fetch[args.warmup :]
-            lightning_steps += lightning_fit(copy.deepcopy(initial), datamodule, args.steps, lr, log_dir)[args.warmup :]
 
-    plain, light, fetch = (statistics.median(x) for x in (plain_steps, lightning_steps, plain_fetch))
+        def plain() -> None:
+            steps, fetch = plain_loop(copy.deepcopy(initial), datamodule.train_dataloader(), args.steps, lr)
+            plain_steps.extend(steps[args.warmup :])
+            plain_fetch.extend(fetch[args.warmup :])
+
+        def lightning() -> None:
+            steps = lightning_fit(copy.deepcopy(initial), datamodule, args.steps, lr, log_dir)
+            lightning_steps.extend(steps[args.warmup :])
+
+        def bare() -> None:
+            bare_steps.extend(bare_lightning_fit(copy.deepcopy(initial), datamodule, args.steps, lr)[args.warmup :])
+
+        sides = [plain, lightning, bare]
+        for round_ in range(args.rounds):
+            for side in sides[round_ % 3 :] + sides[: round_ % 3]:  # each side takes each place in the order alike
+                side()
+
+    plain, light, bare, fetch = (statistics.median(x) for x in (plain_steps, lightning_steps, bare_steps, plain_fetch))
     print(f"\nconfig {args.config}, {args.rounds} rounds x {args.steps} steps, torch threads {torch.get_num_threads()}")
     print(f"plain PyTorch loop step   median {plain * 1e3:7.2f} ms")
     print(f"Lightning fit step        median {light * 1e3:7.2f} ms")
+    print(f"bare Lightning fit step   median {bare * 1e3:7.2f} ms")
     print(f"data fetch per step       median {fetch * 1e3:7.3f} ms")
     print(f"(a) data fetch / step time          {fetch / plain:6.2%}")
     print(f"(b) Lightning step / plain step     {light / plain:6.3f}")
+    print(f"(c) bare Lightning / plain step     {bare / plain:6.3f}")
 
 
 if __name__ == "__main__":
