@@ -131,7 +131,7 @@ def test_a_sinusoidal_checkpoint_can_be_tested_on_longer_sequences():
     )
     logged = read_events("logs/Copy/Transformer/version_1").scalars
     # max_len 31 in 8 buckets of 4: sources of 20-30 fall in 17-20 ... 29-32, and only there
-    for metric in ("exact_match_by_length", "token_accuracy_by_length"):
+    for metric in ("exact_match_by_length", "token_accuracy_by_length", "bleu_by_length"):
         buckets = sorted(tag.removeprefix(f"test/{metric}/") for tag in logged if tag.startswith(f"test/{metric}/"))
         assert buckets == ["17-20", "21-24", "25-28", "29-32"], metric
     assert math.isfinite(logged["test/loss"][-1][1])

@@ -94,6 +94,10 @@ def test_compare_writes_report_csv_and_figures_matching_the_event_files(tiny_com
         assert int(row["steps_to_target"]) == val[0][0]  # target 0.0: reached at the first validation
         for metric in ("exact_match", "token_accuracy", "bleu", "loss"):
             assert float(row[f"test_{metric}"]) == logged[f"test/{metric}"][-1][1]
+        by_length = [tag for tag in logged if tag.startswith("test/bleu_by_length/")]
+        assert by_length  # every source-length bucket's value is a column of its own
+        for tag in by_length:
+            assert float(row[tag.replace("/", "_")]) == logged[tag][-1][1]
         # every Copy source has at least 3 tokens
         assert float(row["tokens_per_second"]) >= 3 * float(row["samples_per_second"])
         marker = json.loads((LOGS / run / "version_0/compare.json").read_text())
@@ -105,6 +109,14 @@ def test_compare_writes_report_csv_and_figures_matching_the_event_files(tiny_com
     report = (LOGS / "report.md").read_text()
     for run in ("transformer", "seq2seq"):
         assert f"| {run} | 0 | finished | " in report  # the trial table: run, seed, status
+    by_length = report.split("## Test BLEU by source length")[1].split("\n## ")[0]
+    buckets = sorted(
+        tag.removeprefix("test/bleu_by_length/")
+        for tag in scalars(LOGS / "seq2seq/version_0")
+        if tag.startswith("test/bleu_by_length/")
+    )
+    assert f"| run | {' | '.join(buckets)} |" in by_length
+    assert "| `transformer` | " in by_length and "| `seq2seq` | " in by_length
     linked = re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", report)
     assert linked == ["figures/val_exact_match.png", "figures/test_by_length.png"]
     for figure in linked:
@@ -240,12 +252,14 @@ def test_compare_configs_are_found():
 def test_shipped_compare_configs_parse_and_every_run_instantiates(config, monkeypatch):
     monkeypatch.chdir(ROOT)  # their config paths are relative to the repository
     comparison = load_comparison(config.relative_to(ROOT))
-    assert comparison.name == config.stem and len(comparison.runs) >= 4
+    assert comparison.name == config.stem and len(comparison.runs) >= 2
     models = {info["model"] for info in check_runs(comparison).values()}
     assert models in (
         {"Seq2Seq", "Seq2SeqAttention", "Transformer"},  # translation
         {"BertClassifier", "RNNClassifier"},  # classification
         {"Transformer"},  # positional encodings
+        {"Seq2Seq", "Seq2SeqAttention"},  # attention against sentence length
+        {"RNNClassifier"},  # large batches with SGD
     )
 
 

@@ -3,11 +3,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchmetrics.functional.text import bleu_score
 
 from nlparena.cli import NlpArenaCLI
+from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.events import read_events
 from nlparena.models import Transformer
-from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
+from nlparena.models.translation import ids_to_text
+from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, VOCAB, run_cli
 
 TASKS = ["Copy", "Reverse", "Sort", "LanguagePair"]
 
@@ -116,3 +119,32 @@ def test_checkpoint_loads_back_with_its_hyperparameters():
         assert torch.equal(value, model.state_dict()[key]), key
     src = cli.datamodule.splits["val"][list(range(8))]["src"]
     assert torch.equal(model.decode(src), trained.decode(src))
+
+
+def test_bleu_by_length_is_the_corpus_bleu_of_each_source_length_buckets_examples(monkeypatch):
+    cli = NlpArenaCLI(args=[*TINY_MODEL, "--data=Copy", *TINY_DATA, "--data.val_lengths=[1, 30]"], run=False)
+    model, datamodule = cli.model, cli.datamodule
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.val_dataloader()))
+    src, tgt = batch["src"], batch["tgt"]
+    # outputs with some right n-grams: every other row the reference itself, the others with their first token wrong
+    output = tgt.clone()
+    output[1::2, 0] = (output[1::2, 0] + 1 - NUM_SPECIALS) % (VOCAB - NUM_SPECIALS) + NUM_SPECIALS
+    monkeypatch.setattr(model, "decode", lambda src, max_len=None: output)
+    model._evaluate(batch, 0, "val")  # no Trainer: the metrics update, nothing is logged
+    lengths = (src != PAD).sum(1)
+    metrics = model.val_metrics
+    buckets = metrics.exact_match_by_length.bucket_of(lengths)
+    assert len(set(buckets.tolist())) >= 3
+    values = []
+    for bucket in set(buckets.tolist()):
+        rows = (buckets == bucket).nonzero().flatten().tolist()
+        outputs, references = (
+            [ids_to_text(output[i : i + 1])[0] for i in rows],
+            [ids_to_text(tgt[i : i + 1]) for i in rows],
+        )
+        expected = bleu_score(outputs, references).item()
+        assert metrics.bleu_by_length[bucket].compute() == pytest.approx(expected, abs=1e-6), bucket
+        values.append(expected)
+    # the buckets differ, so a value from the wrong bucket's examples (or from all examples) would be caught
+    assert len(set(values)) > 1 and any(0 < v < 1 for v in values)

@@ -10,7 +10,12 @@ from nlparena.compare.groups import Group, mean_of
 from nlparena.events import RunEvents
 from nlparena.figures import draw_matrix, row_rates
 
-BUCKETS = {"exact_match_by_length": "exact match", "token_accuracy_by_length": "token accuracy"}  # TranslationModel's
+# TranslationModel's per source-length metrics
+BUCKETS = {
+    "exact_match_by_length": "exact match",
+    "token_accuracy_by_length": "token accuracy",
+    "bleu_by_length": "BLEU",
+}
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -63,8 +68,8 @@ def curve_figure(
 
 
 def length_figure(selected: dict[str, Group], path: Path) -> Path | None:
-    """Translation: test exact match (and token accuracy) per source-length bucket, per run the mean over seeds with
-    a band from the lowest to the highest seed."""
+    """Translation: test exact match, token accuracy and BLEU per source-length bucket, per run the mean over seeds
+    with a band from the lowest to the highest seed."""
     from matplotlib.figure import Figure
 
     panels: dict[str, dict[str, list[list[tuple[str, float]]]]] = {}

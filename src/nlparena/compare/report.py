@@ -17,7 +17,7 @@ from typing import Any
 
 from nlparena.compare.config import Comparison, Record
 from nlparena.compare.groups import column_name, group_trials, select_settings, summary_rows, sweep_rows, verdicts
-from nlparena.compare.plots import confusion_figure, curve_figure, length_figure
+from nlparena.compare.plots import BUCKETS, confusion_figure, curve_figure, length_figure
 from nlparena.events import RunEvents, read_events
 
 
@@ -48,6 +48,16 @@ def single_number_test_metrics(events: list[RunEvents], headline: str) -> list[s
     return sorted(tags, key=lambda tag: (tag != first, tag))
 
 
+def length_test_metrics(events: list[RunEvents]) -> list[str]:
+    """The per source-length test metrics any run logged (`test/exact_match_by_length/09-12`), by metric and bucket."""
+    prefixes = tuple(f"test/{key}/" for key in BUCKETS)
+    return sorted({tag for run in events for tag in run.scalars if tag.startswith(prefixes)})
+
+
+def is_length_column(column: str) -> bool:
+    return any(column.startswith(f"test_{key}_") for key in BUCKETS)
+
+
 def results(
     comparison: Comparison, records: list[Record], events: list[RunEvents], metric: str, mode: str
 ) -> list[dict[str, Any]]:
@@ -71,6 +81,7 @@ def results(
             f"best_{column_name(metric)}": best_of(series, mode),
         }
         row.update({column_name(tag): run.last(tag) for tag in tests})
+        row.update({column_name(tag): run.last(tag) for tag in length_test_metrics(events)})
         row["log_dir"] = str(record.version_dir) if record.version_dir else None
         rows.append(row)
     return rows
@@ -143,6 +154,28 @@ def _verdict_text(row: dict[str, Any], prefix: str) -> str:
     )
 
 
+def length_tables(summary: list[dict[str, Any]]) -> list[str]:
+    """Per source-length metric, a table of each run's test value per bucket (mean ± half the 95 % CI over seeds,
+    [lowest, highest]); the seeds' own values are in results.csv."""
+    lines: list[str] = []
+    for key, label in BUCKETS.items():
+        prefix = f"test_{key}_"
+        buckets = sorted(
+            {
+                c.removeprefix(prefix).removesuffix("_mean")
+                for row in summary
+                for c in row
+                if c.startswith(prefix) and c.endswith("_mean")
+            }
+        )
+        if not buckets:
+            continue
+        lines += ["", f"## Test {label} by source length (mean ± half the 95 % CI over seeds, [lowest, highest])", ""]
+        body = [[f"`{row['run']}`", *(_mean_ci(row, prefix + bucket) for bucket in buckets)] for row in summary]
+        lines += _table(["run", *buckets], body)
+    return lines
+
+
 def markdown(
     comparison: Comparison,
     records: list[Record],
@@ -174,7 +207,7 @@ def markdown(
     for run in comparison.runs:
         given = [*(f"-c {p}" for p in run.configs), *run.args]
         lines.append(f"- `{run.name}`: {' '.join(f'`{a}`' for a in given) or 'the shared settings only'}")
-    metric_columns = [c for c in (summary[0] if summary else {}) if c.endswith("_mean")]
+    metric_columns = [c for c in (summary[0] if summary else {}) if c.endswith("_mean") and not is_length_column(c)]
     columns = [c.removesuffix("_mean") for c in metric_columns]
     lines += ["", "## Results (mean ± half the 95 % CI over seeds, [lowest, highest])", ""]
     swept = any(row["setting"] for row in summary)
@@ -217,9 +250,11 @@ def markdown(
             for r in sweep
         ]
         lines += _table(["run", "setting", "seeds", f"mean best {metric}", ""], body, 2)
+    lines += length_tables(summary)
     unused = {"log_dir"} | ({"steps_to_target"} if comparison.target is None else set())
     unused |= set() if any(row["setting"] for row in rows) else {"setting"}
-    trial_columns = [column for column in rows[0] if column not in unused]
+    # per-length values stay in results.csv: a column per bucket would make this table unreadable
+    trial_columns = [column for column in rows[0] if column not in unused and not is_length_column(column)]
     lines += ["", "## Every trial", ""]
     body = [[_number(row[c], c) for c in trial_columns] for row in rows]
     text = sum(1 for c in trial_columns if c in ("run", "setting", "seed", "status", "model"))
@@ -250,7 +285,8 @@ def write_report(comparison: Comparison, records: list[Record]) -> Path:
     groups = group_trials(records, events, rows)
     selected = select_settings(groups, metric, mode)
     tests = [column_name(tag) for tag in single_number_test_metrics(events, metric)]
-    summary = summary_rows(selected, [f"best_{column_name(metric)}", *tests, "fit_seconds"])
+    by_length = [column_name(tag) for tag in length_test_metrics(events)]
+    summary = summary_rows(selected, [f"best_{column_name(metric)}", *tests, "fit_seconds", *by_length])
     test_metric = "test/" + metric.removeprefix("val/")
     verdict_rows = verdicts(selected, comparison.baseline, test_metric, mode) if comparison.baseline else []
     sweep = sweep_rows(groups, selected, metric)

@@ -29,10 +29,14 @@ class BucketedMean(Metric):
         Without counts each example counts once (values 1.0 / 0.0 give a rate of correct examples); with
         counts = target tokens and values = correct tokens, the result is the token accuracy of the bucket.
         """
-        bucket = ((lengths - 1) // self.width).clamp(max=self.num_buckets - 1)
+        bucket = self.bucket_of(lengths)
         counts = torch.ones_like(values) if counts is None else counts
         self.total.index_add_(0, bucket, values.to(self.total.dtype))
         self.count.index_add_(0, bucket, counts.to(self.count.dtype))
+
+    def bucket_of(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The bucket index of each length (N,) >= 1; lengths beyond `max_length` go to the last bucket."""
+        return ((lengths - 1) // self.width).clamp(max=self.num_buckets - 1)
 
     def compute(self) -> torch.Tensor:
         """(num_buckets,) mean per bucket; NaN for a bucket with no example."""

@@ -27,8 +27,8 @@ from nlparena.networks.transformer import TransformerConfig
 
 class StageMetrics(nn.Module):
     """The metrics of one stage: the loss per target token, token accuracy, exact match, BLEU, and per source-length
-    bucket the exact match and token accuracy of the decoded output. Every state is a sum that torchmetrics adds up
-    across processes, so N processes log what one does."""
+    bucket the exact match, token accuracy and BLEU of the decoded output. Every state is a sum that torchmetrics adds
+    up across processes, so N processes log what one does."""
 
     def __init__(self, vocab_size: int, pad_id: int, max_length: int) -> None:
         super().__init__()
@@ -41,6 +41,8 @@ class StageMetrics(nn.Module):
         self.loss = MeanMetric()  # weighted by target tokens: the mean over every token of the split
         self.exact_match_by_length = BucketedMean(max_length)
         self.token_accuracy_by_length = BucketedMean(max_length)  # of decoded output, not teacher-forced
+        # corpus BLEU of each bucket's examples (Bahdanau et al. 2015, Fig. 2); its buckets are exact match's
+        self.bleu_by_length = nn.ModuleList(BLEUScore(n_gram=4) for _ in range(self.exact_match_by_length.num_buckets))
 
 
 def training_pairs(loss: torch.Tensor, preds: torch.Tensor, tgt: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
@@ -114,7 +116,8 @@ class TranslationModel(ArenaModel):
     def logged_metrics(self) -> list[str]:
         train = [f"train/{name}" for name in ("loss", "token_accuracy", "exact_match")]
         val = [f"val/{name}" for name in ("loss", "token_accuracy", "exact_match", "bleu")]
-        return [*train, *val, "val/exact_match_by_length/*", "val/token_accuracy_by_length/*"]
+        by_length = [f"val/{key}_by_length/*" for key in ("exact_match", "token_accuracy", "bleu")]
+        return [*train, *val, *by_length]
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V)."""
@@ -170,7 +173,12 @@ class TranslationModel(ArenaModel):
         src_lengths = (src != self.pad_id).sum(1)  # (B,)
         m.exact_match_by_length.update(src_lengths, (right.sum(1) == real.sum(1)).float())
         m.token_accuracy_by_length.update(src_lengths, right.sum(1).float(), real.sum(1).float())
-        m.bleu.update(ids_to_text(decoded), [[ref] for ref in ids_to_text(tgt)])
+        outputs, references = ids_to_text(decoded), [[ref] for ref in ids_to_text(tgt)]
+        m.bleu.update(outputs, references)
+        buckets = m.exact_match_by_length.bucket_of(src_lengths).tolist()
+        for bucket in sorted(set(buckets)):
+            rows = [i for i, b in enumerate(buckets) if b == bucket]
+            m.bleu_by_length[bucket].update([outputs[i] for i in rows], [references[i] for i in rows])
         self.log(f"{stage}/token_accuracy", m.token_accuracy)
         self.log(f"{stage}/exact_match", m.exact_match, prog_bar=stage == "val")
         self.log(f"{stage}/bleu", m.bleu)
@@ -211,7 +219,14 @@ class TranslationModel(ArenaModel):
             for name, rate, empty in zip(metric.bucket_names(), rates, rates.isnan().tolist(), strict=True):
                 if not empty:  # equal on every process already; sync_dist (a mean of equal values) as Lightning expects
                     self.log(f"{stage}/{key}/{name}", rate, sync_dist=True)
-            metric.reset()
+        # the buckets that hold examples on some process (every process knows them from the synced exact match)
+        names, filled = m.exact_match_by_length.bucket_names(), (~m.exact_match_by_length.compute().isnan()).tolist()
+        for name, bleu, has_examples in zip(names, m.bleu_by_length, filled, strict=True):
+            if has_examples:
+                self.log(f"{stage}/bleu_by_length/{name}", bleu.compute(), sync_dist=True)
+            bleu.reset()
+        m.exact_match_by_length.reset()
+        m.token_accuracy_by_length.reset()
 
     def _log_samples(self, stage: str) -> None:
         """A markdown table of source / reference / output, as TensorBoard text."""
