@@ -1,4 +1,4 @@
-"""The figures of a comparison's report, per run over its seeds: the validation headline metric against the step,
+"""The figures of a comparison's report, per run over its seeds: the validation headline metric against the epoch,
 test metrics per source length (translation), test confusion matrices (classification)."""
 
 from __future__ import annotations
@@ -32,22 +32,39 @@ def _mean_and_band(series: list[list[tuple[Any, float]]]) -> tuple[list[Any], li
     return xs, [mean_of(v) for v in values], [min(v) for v in values], [max(v) for v in values]
 
 
+def per_epoch(series: list[tuple[int, float]], epochs: list[tuple[int, float]]) -> list[tuple[int, float]] | None:
+    """Validation points (step, value) as (epochs trained, value), read from the `epoch` Lightning logs at the same
+    steps; None when a point has no epoch beside it or two points share one (validation more than once an epoch)."""
+    at = dict(epochs)
+    if any(step not in at for step, _ in series):
+        return None
+    points = [(int(at[step]) + 1, value) for step, value in series]
+    return points if len({x for x, _ in points}) == len(points) else None
+
+
 def curve_figure(
     selected: dict[str, Group], metric: str, target: float | None, failed: set[str], path: Path
 ) -> Path | None:
-    """The validation headline metric against the step: per run the mean over its seeds, with a band from the
-    lowest to the highest seed (a failed trial's curve up to its crash is left out of the mean)."""
+    """The validation headline metric against the epoch (the step where a run validates more than once an epoch):
+    per run the mean over its seeds, with a band from the lowest to the highest seed (a failed trial's curve up to
+    its crash is left out of the mean). Epochs, so that runs with other batch sizes line up at equal data seen."""
     from matplotlib.figure import Figure
 
-    drawn = {}
+    drawn: dict[str, list[list[tuple[int, float]]]] = {}
+    epochs: dict[str, list[list[tuple[int, float]] | None]] = {}
     for run, group in selected.items():
-        series = [group.events[i].scalars[metric] for i in group.finished() if group.events[i].scalars.get(metric)]
-        if not series:
-            series = [e.scalars[metric] for e in group.events if e.scalars.get(metric)]
-        if series:
-            drawn[run] = series
+        trials = [i for i in group.finished() if group.events[i].scalars.get(metric)]
+        if not trials:
+            trials = [i for i, e in enumerate(group.events) if e.scalars.get(metric)]
+        if trials:
+            scalars = [group.events[i].scalars for i in trials]
+            drawn[run] = [s[metric] for s in scalars]
+            epochs[run] = [per_epoch(s[metric], s.get("epoch", [])) for s in scalars]
     if not drawn:
         return None
+    by_epoch = all(points is not None for series in epochs.values() for points in series)
+    if by_epoch:
+        drawn = {run: [points for points in series if points is not None] for run, series in epochs.items()}
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
     for run, series in drawn.items():
@@ -59,7 +76,7 @@ def curve_figure(
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
-    ax.set_xlabel("step")
+    ax.set_xlabel("epoch" if by_epoch else "step")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} during training (band: lowest to highest seed)", fontsize=10)
     ax.grid(alpha=0.3)

@@ -5,7 +5,7 @@ Per trial (run x setting x seed): parameters, fit time, training throughput, ste
 validation headline metric, test metrics. Per run (its setting with the best mean validation metric, when it sweeps):
 mean, 95 % confidence interval and min / max over seeds, and against the `baseline` run a verdict (better, worse, no
 detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. Figures: the
-validation headline metric against the step (mean over seeds with a band), exact match (and token accuracy) per
+validation headline metric against the epoch (mean over seeds with a band), exact match, token accuracy and BLEU per
 source-length bucket for translation, confusion matrices side by side for classification.
 """
 
