@@ -77,6 +77,7 @@ def curve_figure(
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel("epoch" if by_epoch else "step")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs (and steps)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} during training (band: lowest to highest seed)", fontsize=10)
     ax.grid(alpha=0.3)
