@@ -64,6 +64,7 @@ def results(
     """One row per trial (run, setting, seed): the numbers of results.csv (None where a trial has none)."""
     rows = []
     tests = single_number_test_metrics(events, metric)
+    by_length = length_test_metrics(events)
     for record, run in zip(records, events, strict=True):
         parameters = run.last("compare/parameters")
         series = run.scalars.get(metric, [])
@@ -81,7 +82,7 @@ def results(
             f"best_{column_name(metric)}": best_of(series, mode),
         }
         row.update({column_name(tag): run.last(tag) for tag in tests})
-        row.update({column_name(tag): run.last(tag) for tag in length_test_metrics(events)})
+        row.update({column_name(tag): run.last(tag) for tag in by_length})
         row["log_dir"] = str(record.version_dir) if record.version_dir else None
         rows.append(row)
     return rows
