@@ -61,11 +61,12 @@ def plain_loop(model: pl.LightningModule, loader, steps: int, lr: float) -> tupl
     return step_times, fetch_times
 
 
-def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, log_dir: str) -> list[float]:
-    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, the lr of every step) and
-    its non-finite loss guard."""
+def timed_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, **trainer_args) -> list[float]:
+    """Per-step wall times of `Trainer.fit` for `steps` steps with AdamW at `lr`, no validation or checkpoints;
+    `trainer_args` add the logging of the side measured (its callbacks go after the clock)."""
     clock = StepClock()
     model.configure_optimizers = lambda: torch.optim.AdamW(model.parameters(), lr=lr)
+    callbacks = [clock, *trainer_args.pop("callbacks", [])]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -73,14 +74,27 @@ def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, 
         limit_val_batches=0,
         enable_checkpointing=False,
         enable_model_summary=False,
+        callbacks=callbacks,
+        **trainer_args,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
+
+
+def lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float, log_dir: str) -> list[float]:
+    """Per-step wall times of `Trainer.fit` with the quick start's logging (TensorBoard, the lr of every step) and
+    its non-finite loss guard."""
+    return timed_fit(
+        model,
+        datamodule,
+        steps,
+        lr,
         logger=TensorBoardLogger(log_dir, name="bench"),
         log_every_n_steps=20,
         # as `nlparena fit` has them: the lr of every step, the stop at a non-finite loss (checked every step), the
         # progress bar redrawn every 20 steps
-        callbacks=[clock, StepLearningRateMonitor(), NonFiniteGuard(), TQDMProgressBar(refresh_rate=20)],
+        callbacks=[StepLearningRateMonitor(), NonFiniteGuard(), TQDMProgressBar(refresh_rate=20)],
     )
-    trainer.fit(model, datamodule=datamodule)
-    return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
 
 
 def bare_training_step(self: pl.LightningModule, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -90,22 +104,8 @@ def bare_training_step(self: pl.LightningModule, batch: dict, batch_idx: int) ->
 
 def bare_lightning_fit(model: pl.LightningModule, datamodule, steps: int, lr: float) -> list[float]:
     """Per-step wall times of `Trainer.fit` with nothing of ours: no metrics, logger, progress bar or callbacks."""
-    clock = StepClock()
-    model.configure_optimizers = lambda: torch.optim.AdamW(model.parameters(), lr=lr)
     model.training_step = types.MethodType(bare_training_step, model)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps + 1,
-        limit_val_batches=0,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        logger=False,
-        callbacks=[clock],
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
+    return timed_fit(model, datamodule, steps, lr, logger=False, enable_progress_bar=False)
 
 
 def main() -> None:
