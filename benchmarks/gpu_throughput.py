@@ -85,13 +85,15 @@ class TorchTransformer(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         src_pad = src == PAD
+        # the mask only with padding, as ours does; a compiled graph always gets it (no data-dependent branch)
+        src_pad = src_pad if torch.compiler.is_compiling() or bool(src_pad.any()) else None
         causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1], device=src.device)
         out = self.transformer(
             self.embed_tokens(src),
             self.embed_tokens(tgt_in),
             tgt_mask=causal,
-            src_key_padding_mask=src_pad if bool(src_pad.any()) else None,
-            memory_key_padding_mask=src_pad if bool(src_pad.any()) else None,
+            src_key_padding_mask=src_pad,
+            memory_key_padding_mask=src_pad,
             tgt_is_causal=True,
         )
         return self.generator(out)
