@@ -4,12 +4,11 @@ import torch
 from nlparena.data import Pretraining, Sentiment
 from nlparena.data.pretraining import (
     IGNORE_INDEX,
-    MOODS,
     documents,
     mask_tokens,
     next_sentence_partners,
 )
-from nlparena.data.sentiment import SentimentLexicon, after
+from nlparena.data.sentiment import SentimentLexicon, SentimentTask, sentiment_labels
 from nlparena.data.tasks import split_generator
 from nlparena.data.vocab import CLS, MASK, NUM_SPECIALS, PAD, SEP
 from nlparena.errors import ConfigError
@@ -110,23 +109,28 @@ def test_true_next_segment_is_the_documents_own_b():
         assert (partner[i] == i) == bool(is_next[i])
 
 
-def test_documents_say_their_mood_and_negators_precede_sentiment_words():
+def test_a_documents_two_sentences_share_their_sentiment_class_and_are_drawn_as_sentiments_are():
     lexicon = SentimentLexicon()
-    first, second, mood = documents(lexicon, torch.Generator().manual_seed(0), 3000, 4, 12)
-    words = torch.cat([first, second])
-    polarity = lexicon.polarities(words)  # meaning after negation
-    mood = mood.repeat(2)
-    for name, low, high in (("positive", 0.85, 0.95), ("negative", 0.05, 0.15), ("mixed", 0.4, 0.6)):
-        meant = polarity[mood == MOODS.index(name)]
-        share = (meant > 0).sum() / (meant != 0).sum()
-        assert low < share < high, name
-    negator = torch.isin(words, lexicon.negators)
-    follows = after(negator) & (words != PAD)
-    sentiment = torch.isin(words, torch.cat([lexicon.positive, lexicon.negative]))
-    assert (sentiment & follows).sum() > 0.85 * follows.sum()
-    # in a positive document the word after a negator is mostly written negative
-    written = after(negator) & (mood == MOODS.index("positive")).unsqueeze(1) & sentiment
-    assert torch.isin(words[written], lexicon.negative).float().mean() > 0.8
+    first, second, classes = documents(lexicon, torch.Generator().manual_seed(0), 4000, 4, 12)
+    assert torch.equal(sentiment_labels(lexicon.polarities(first)), classes)
+    assert torch.equal(sentiment_labels(lexicon.polarities(second)), classes)
+    assert not torch.equal(first, second)  # B is another sentence of the class, not a copy of A
+    assert (first != second).any(1).float().mean() > 0.99
+    # A is a Sentiment sentence: the class shares and word-kind shares of the task's own draw
+    (task_sentences,), task_classes = SentimentTask(lexicon).sample(torch.Generator().manual_seed(1), 4000, 4, 12)
+    shares = torch.bincount(classes, minlength=4) / 4000
+    torch.testing.assert_close(shares, torch.bincount(task_classes, minlength=4) / 4000, atol=0.03, rtol=0)
+    for kind in lexicon.kinds:
+        ours, theirs = (
+            torch.isin(first, kind).sum() / (first != PAD).sum(),
+            torch.isin(task_sentences, kind).sum() / (task_sentences != PAD).sum(),
+        )
+        assert abs(float(ours - theirs)) < 0.01
+
+
+def test_a_class_with_a_single_sentence_still_gets_a_second_one():
+    first, second, classes = documents(SentimentLexicon(), torch.Generator().manual_seed(0), 1, 4, 12)
+    assert first.shape == second.shape == (1, 12) and classes.shape == (1,)
 
 
 def test_batches_hold_masked_pairs_trimmed_to_their_longest_input():

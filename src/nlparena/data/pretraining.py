@@ -1,11 +1,11 @@
 """The pre-training corpus for MLM + NSP over the sentiment lexicon, and BERT's token masking.
 
-A document has a mood (positive, negative, neutral or mixed) and a topic, and is two segments A and B
-drawn from both. The mood sets how often sentiment words and negators occur and which polarity a
-sentiment word means once negation is applied, so `not0 [MASK]` in a positive document is a `bad*`
-word; negators are mostly followed by a sentiment word; the topic is a window of half the neutral
-words that the document's neutral words come from. So MLM has words that go together to learn, and
-NSP can tell a document's own B (same mood and topic) from another document's. Same lexicon sizes as
+A document is two segments A and B: sentences drawn exactly as `Sentiment` draws its sentences, and of the same
+sentiment class (negative, neutral, positive or mixed), the way the sentences of one review agree in tone. No label
+is ever shown. What the corpus carries is that agreement: the word that fits a masked slot depends on the polarity
+the rest of the document means once negation is applied (in a positive document `not0 [MASK]` is a `bad*` word),
+and NSP can tell a document's own B from another document's only by comparing what A and B mean. Learning either
+means learning the negators' scope, which is what a classifier of these sentences needs. Same lexicon sizes as
 `Sentiment` give the same `Vocab`, so a model pre-trained here can be fine-tuned there.
 
 Shapes: N documents, S segment width (PAD after each segment), W encoded width ([CLS] A [SEP] B [SEP]).
@@ -19,70 +19,33 @@ from typing import Any, ClassVar
 import torch
 
 from nlparena.data.classification import SentimentLexiconSizes
-from nlparena.data.sentiment import (
-    NEGATIVE_WORD,
-    NEGATOR,
-    NEUTRAL_WORD,
-    POSITIVE_WORD,
-    SentimentLexicon,
-    after,
-    bert_inputs,
-)
+from nlparena.data.sentiment import SENTIMENT_CLASSES, SentimentLexicon, SentimentTask, bert_inputs
 from nlparena.data.splits import SplitDataModule
-from nlparena.data.tasks import (
-    CAPACITY_CAP,
-    distinct_sequences,
-    padding_mask,
-    random_lengths,
-    sequence_keys,
-    split_generator,
-)
+from nlparena.data.tasks import CAPACITY_CAP, distinct_sequences, sequence_keys, split_generator
 from nlparena.data.vocab import MASK, NUM_SPECIALS, Vocab
 from nlparena.errors import ConfigError
 
 IGNORE_INDEX = -100  # mlm_labels where nothing is to be predicted (cross_entropy's default ignore_index)
 
-MOODS = ("positive", "negative", "neutral", "mixed")
-# Per mood: P(a word is a negator), P(a word is a sentiment word), P(a sentiment word means positive
-# once negation is applied). Neutral documents have few of either.
-NEGATOR_RATE = torch.tensor([0.12, 0.12, 0.03, 0.12])
-SENTIMENT_RATE = torch.tensor([0.25, 0.25, 0.04, 0.25])
-POSITIVE_SHARE = torch.tensor([0.9, 0.1, 0.5, 0.5])
-NEGATED_SENTIMENT = 0.9  # P(the word after a negator is a sentiment word)
-
-
-def mood_sentences(
-    lexicon: SentimentLexicon, g: torch.Generator, mood: torch.Tensor, topic: torch.Tensor, lo: int, hi: int
-) -> torch.Tensor:
-    """(M,) moods and topics -> (M, hi) ids, PAD after a length drawn from [lo, hi]."""
-    m = len(mood)
-    negator_rate, sentiment_rate = NEGATOR_RATE[mood].unsqueeze(1), SENTIMENT_RATE[mood].unsqueeze(1)  # (M, 1)
-    u = torch.rand(m, hi, generator=g)
-    negator = u < negator_rate
-    sentiment = (u >= negator_rate) & (u < negator_rate + sentiment_rate)
-    negated = after(negator) & (torch.rand(m, hi, generator=g) < NEGATED_SENTIMENT)
-    sentiment, negator = sentiment | negated, negator & ~negated
-    # write the polarity that, after negation, means what the mood asks for
-    meant_positive = torch.rand(m, hi, generator=g) < POSITIVE_SHARE[mood].unsqueeze(1)
-    written_positive = meant_positive ^ after(negator)
-    polar = torch.where(written_positive, POSITIVE_WORD, NEGATIVE_WORD)
-    kinds = torch.where(negator, NEGATOR, torch.where(sentiment, polar, NEUTRAL_WORD))  # (M, hi)
-    kinds = kinds.masked_fill(~padding_mask(random_lengths(g, m, lo, hi), hi), -1)  # -1: PAD
-    ids = lexicon.words(g, kinds)
-    num_neutral = len(lexicon.neutral)
-    window = torch.randint(max(1, num_neutral // 2), (m, hi), generator=g)  # (M, hi) offset in the topic's window
-    topical = lexicon.neutral[(topic.unsqueeze(1) + window) % num_neutral]
-    return torch.where(kinds == NEUTRAL_WORD, topical, ids)
-
 
 def documents(
     lexicon: SentimentLexicon, g: torch.Generator, n: int, lo: int, hi: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(A (N, hi), B (N, hi), mood (N,)): each document's two segments share its mood and topic."""
-    mood = torch.randint(len(MOODS), (n,), generator=g)
-    topic = torch.randint(len(lexicon.neutral), (n,), generator=g)
-    segments = mood_sentences(lexicon, g, mood.repeat(2), topic.repeat(2), lo, hi)  # (2N, hi): all As, then all Bs
-    return segments[:n], segments[n:], mood
+    """(A (N, hi), B (N, hi), class (N,)): two `Sentiment` sentences of the same class (`SENTIMENT_CLASSES`).
+
+    B is drawn from a pool of the N As and 2N more sentences, uniformly among those of A's class (so that every
+    class of A has one: with few documents B may be A itself)."""
+    task = SentimentTask(lexicon)
+    (first,), classes = task.sample(g, n, lo, hi)
+    (more,), more_classes = task.sample(g, 2 * n, lo, hi)
+    pool, pool_classes = torch.cat([first, more]), torch.cat([classes, more_classes])
+    second = torch.empty_like(first)
+    for c in range(len(SENTIMENT_CLASSES)):  # four classes, not a loop over documents
+        mine, theirs = (classes == c).nonzero().squeeze(1), (pool_classes == c).nonzero().squeeze(1)
+        if len(mine) == 0:
+            continue
+        second[mine] = pool[theirs[torch.randint(len(theirs), (len(mine),), generator=g)]]
+    return first, second, classes
 
 
 def next_sentence_partners(g: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
