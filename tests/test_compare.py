@@ -202,11 +202,12 @@ def test_report_only_without_logs_gives_one_line(capsys):
 BAD_CONFIGS = {
     "unknown-key": (
         {**TINY_COMPARE, "trainer": {"max_epochs": 1}},
-        "bad.yaml: trainer: unknown key; allowed: baseline, name, runs, seeds, shared, slurm, sweep, target",
+        "bad.yaml: trainer: unknown key; allowed: baseline, curve, name, pretraining, runs, seeds, shared, slurm, "
+        "sweep, target",
     ),
     "unknown-run-key": (
         {**TINY_COMPARE, "runs": [{"name": "a", "arg": ["--model=Seq2Seq"]}]},
-        "bad.yaml: runs[0].arg: unknown key; allowed: args, configs, name, sweep",
+        "bad.yaml: runs[0].arg: unknown key; allowed: args, baseline, configs, name, sweep",
     ),
     "duplicate-run-names": (
         {**TINY_COMPARE, "runs": [TINY_RUNS[0], {**TINY_RUNS[2], "name": "transformer"}]},
@@ -260,6 +261,7 @@ def test_shipped_compare_configs_parse_and_every_run_instantiates(config, monkey
         {"Transformer"},  # positional encodings
         {"Seq2Seq", "Seq2SeqAttention"},  # attention against sentence length
         {"RNNClassifier"},  # large batches with SGD
+        {"BertPretraining", "BertClassifier"},  # pre-training against scratch along the labels
     )
 
 

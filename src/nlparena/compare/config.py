@@ -9,7 +9,7 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,11 @@ def logger_args(save_dir: str, name: str, version: int) -> list[str]:
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name on every system; no '..', no '/'
-KEYS = {"name", "shared", "target", "runs", "seeds", "baseline", "sweep", "slurm"}
+KEYS = {"name", "shared", "target", "runs", "seeds", "baseline", "sweep", "slurm", "pretraining", "curve"}
 SHARED_KEYS = {"configs", "args"}
-RUN_KEYS = {"name", "configs", "args", "sweep"}
+RUN_KEYS = {"name", "configs", "args", "sweep", "baseline"}
+PRETRAINING_KEYS = {"name", "configs", "args"}
+PRETRAINED = "{pretraining}"  # in a run's args: the checkpoint of the `pretraining` run of the same seed
 SWEEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a config key: optimizer.init_args.lr
 ERROR_LINES = 20  # of a failed run's stderr, kept in its compare.json
 ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exception messages can be long)
@@ -66,12 +68,21 @@ ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exc
 @dataclass(frozen=True)
 class Run:
     """One entry of `runs`: a name (its log folder), what `nlparena fit` is given on top of `shared`, and the
-    values to sweep (config key -> values; on top of the shared `sweep`)."""
+    values to sweep (config key -> values; on top of the shared `sweep`). With a `curve`, one Run per entry and
+    value of the curve's key: `line` is the entry's name and `point` the value; `baseline` is the run it is judged
+    against (the entry's own `baseline`, else the comparison's; at the same point of the curve)."""
 
     name: str
     configs: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    baseline: str | None = None
+    line: str = ""
+    point: Any = None
+
+    @property
+    def line_name(self) -> str:
+        return self.line or self.name
 
 
 def cli_value(value: Any) -> str:
@@ -90,8 +101,7 @@ class Trial:
     @property
     def setting_name(self) -> str:
         """`lr=0.001,batch_size=64` (the last part of each key), '' without a sweep; a folder name."""
-        parts = [f"{key.rsplit('.', 1)[-1]}={cli_value(value)}" for key, value in self.setting]
-        return re.sub(r"[^A-Za-z0-9._=,-]", "_", ",".join(parts))
+        return ",".join(point_name(key, value) for key, value in self.setting)
 
     @property
     def folder(self) -> Path:
@@ -125,16 +135,33 @@ class Comparison:
     baseline: str | None = None
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     slurm: dict[str, Any] = field(default_factory=dict)  # submitit's executor parameters for `--executor slurm`
+    pretraining: Run | None = None  # run once per seed before the runs; its checkpoint is their `{pretraining}`
+    curve: tuple[str, tuple[Any, ...]] | None = None  # (config key, values): every run at every value
+    # seed -> the checkpoint that `{pretraining}` stands for, filled in once the pretraining trials have run
+    checkpoints: dict[int | None, str] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
         return Path("logs", "compare", self.name)
 
-    def fit_args(self, trial: Trial) -> list[str]:
+    def fit_args(self, trial: Trial, pretrained: str | None = None) -> list[str]:
         """What `nlparena fit` is given for a trial: shared configs, the run's configs, shared args, the run's args,
-        the trial's sweep values and seed."""
+        the trial's sweep values and seed. `{pretraining}` in the run's args becomes `pretrained` if given, else the
+        seed's pretraining checkpoint. The pretraining run itself gets its own configs and args only."""
+        if trial.run is self.pretraining:
+            return [*(f"--config={path}" for path in trial.run.configs), *trial.run.args, *trial.args()]
         configs = [f"--config={path}" for path in (*self.shared_configs, *trial.run.configs)]
-        return [*configs, *self.shared_args, *trial.run.args, *trial.args()]
+        checkpoint = pretrained or self.checkpoints.get(trial.seed, f"(no finished pretraining of seed {trial.seed})")
+        run_args = [arg.replace(PRETRAINED, checkpoint) for arg in trial.run.args]
+        return [*configs, *self.shared_args, *run_args, *trial.args()]
+
+    def pretraining_trials(self, seeds: tuple[int | None, ...] | None = None) -> list[Trial]:
+        """The pretraining run's trial per seed; [] without one."""
+        return [Trial(self.pretraining, seed) for seed in (seeds or self.seeds)] if self.pretraining else []
+
+    def baselines(self) -> list[tuple[str, str]]:
+        """(run, the run it is judged against) for every run that has a baseline other than itself."""
+        return [(run.name, run.baseline) for run in self.runs if run.baseline and run.baseline != run.name]
 
     def settings_of(self, run: Run) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination of the run's sweep values (the shared sweep, with the run's own on top); [()] when
@@ -253,8 +280,64 @@ def _parse_runs(entries: Any) -> tuple[Run, ...]:
             )
         configs = _existing(_strings(entry.get("configs"), f"runs[{i}].configs"), f"runs[{i}].configs")
         sweep = _parse_sweep(entry.get("sweep"), f"runs[{i}].sweep")
-        runs.append(Run(name, configs, _strings(entry.get("args"), f"runs[{i}].args"), sweep))
+        baseline = entry.get("baseline")
+        runs.append(Run(name, configs, _strings(entry.get("args"), f"runs[{i}].args"), sweep, baseline))
+    names = [run.name for run in runs]
+    for i, run in enumerate(runs):
+        if run.baseline is not None and run.baseline not in names:
+            raise ConfigError(
+                f"runs[{i}].baseline={run.baseline!r}: not a run of this comparison; choose one of {', '.join(names)}"
+            )
     return tuple(runs)
+
+
+def _parse_pretraining(value: Any) -> Run | None:
+    """The `pretraining` run: a name (default `pretraining`), its own configs and args (not the shared ones)."""
+    if value is None:
+        return None
+    entry = _known_keys(value, PRETRAINING_KEYS, "pretraining")
+    name = _safe_name(entry.get("name", "pretraining"), "pretraining.name")
+    configs = _existing(_strings(entry.get("configs"), "pretraining.configs"), "pretraining.configs")
+    return Run(name, configs, _strings(entry.get("args"), "pretraining.args"))
+
+
+def _parse_curve(value: Any) -> tuple[str, tuple[Any, ...]] | None:
+    """`{config key: [values]}` with one key."""
+    if value is None:
+        return None
+    curve = _parse_sweep(value, "curve")
+    if len(curve) != 1:
+        raise ConfigError(f"curve={value!r}: must name one config key, e.g. {{data.train_size: [50, 200, 1000]}}")
+    return curve[0]
+
+
+def point_name(key: str, value: Any) -> str:
+    """`train_size=50`: a value's folder name (the last part of its key), for a curve's points and a sweep's
+    settings."""
+    return re.sub(r"[^A-Za-z0-9._=,-]", "_", f"{key.rsplit('.', 1)[-1]}={cli_value(value)}")
+
+
+def along_curve(
+    runs: tuple[Run, ...], curve: tuple[str, tuple[Any, ...]] | None, baseline: str | None
+) -> tuple[Run, ...]:
+    """Each run once per value of the curve (`run/train_size=50`, with `--data.train_size=50` last in its args), its
+    baseline the same point of its baseline run; without a curve the runs as they are, with the comparison's
+    baseline where they name none."""
+    if curve is None:
+        return tuple(replace(run, baseline=run.baseline or baseline) for run in runs)
+    key, values = curve
+    return tuple(
+        replace(
+            run,
+            name=f"{run.name}/{point_name(key, value)}",
+            args=(*run.args, f"--{key}={cli_value(value)}"),
+            baseline=f"{base}/{point_name(key, value)}" if (base := run.baseline or baseline) else None,
+            line=run.name,
+            point=value,
+        )
+        for value in values
+        for run in runs
+    )
 
 
 def load_comparison(path: Path) -> Comparison:
@@ -266,11 +349,23 @@ def load_comparison(path: Path) -> Comparison:
         target = raw.get("target")
         if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
             raise ConfigError(f"target={target!r}: must be a number (the headline metric to reach)")
-        runs = _parse_runs(raw.get("runs"))
+        entries = _parse_runs(raw.get("runs"))
         baseline = raw.get("baseline")
-        if baseline is not None and baseline not in [run.name for run in runs]:
-            names = ", ".join(run.name for run in runs)
+        if baseline is not None and baseline not in [run.name for run in entries]:
+            names = ", ".join(run.name for run in entries)
             raise ConfigError(f"baseline={baseline!r}: not a run of this comparison; choose one of {names}")
+        pretraining = _parse_pretraining(raw.get("pretraining"))
+        if pretraining is not None and pretraining.name in [run.name for run in entries]:
+            raise ConfigError(f"pretraining.name={pretraining.name!r}: also the name of a run; names must differ")
+        if pretraining is None:
+            for i, run in enumerate(entries):
+                if any(PRETRAINED in arg for arg in run.args):
+                    raise ConfigError(
+                        f"runs[{i}].args: {PRETRAINED} names the pretraining checkpoint, but this "
+                        "comparison has no `pretraining` run"
+                    )
+        curve = _parse_curve(raw.get("curve"))
+        runs = along_curve(entries, curve, baseline)
         slurm = raw.get("slurm") or {}
         if not isinstance(slurm, dict):
             raise ConfigError(f"slurm={slurm!r}: must be a mapping of submitit's slurm parameters")
@@ -285,6 +380,8 @@ def load_comparison(path: Path) -> Comparison:
             baseline=baseline,
             sweep=_parse_sweep(raw.get("sweep"), "sweep"),
             slurm=slurm,
+            pretraining=pretraining,
+            curve=curve,
         )
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

@@ -130,17 +130,17 @@ def paired_outputs(candidate: Group, baseline: Group, statistic: str) -> tuple[A
     return ids[0], ids[1], ids[2]
 
 
-def verdicts(selected: dict[str, Group], baseline: str, test_metric: str, mode: str) -> list[dict[str, Any]]:
-    """Each run against the baseline on the test headline metric: the paired bootstrap over test examples (Koehn
-    2004) and Welch's t-test over the seeds' test values."""
-    base = selected.get(baseline)
-    if base is None:
-        return []
+def verdicts(
+    selected: dict[str, Group], pairs: list[tuple[str, str]], test_metric: str, mode: str
+) -> list[dict[str, Any]]:
+    """Each (run, baseline) pair on the test headline metric: the paired bootstrap over test examples (Koehn 2004) and
+    Welch's t-test over the seeds' test values. Pairs whose runs have no trials are left out."""
     name = test_metric.removeprefix("test/")
     statistic = STATISTICS.get(name)
     rows = []
-    for run, group in selected.items():
-        if run == baseline:
+    for run, baseline in pairs:
+        group, base = selected.get(run), selected.get(baseline)
+        if group is None or base is None:
             continue
         row: dict[str, Any] = {"run": run, "baseline": baseline, "metric": test_metric}
         paired = paired_outputs(group, base, name) if statistic else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nlparena.compare.config import Comparison
 from nlparena.compare.groups import Group, mean_of
 from nlparena.events import RunEvents
 from nlparena.figures import draw_matrix, row_rates
@@ -139,4 +140,52 @@ def confusion_figure(selected: dict[str, Group], path: Path) -> Path | None:
     ):
         draw_matrix(fig, ax, row_rates(counts.float()), names, run, "{:.2f}")
     fig.suptitle("test confusion matrices (all seeds), normalised by true class", fontsize=10)
+    return _save(fig, path)
+
+
+def points_figure(comparison: Comparison, selected: dict[str, Group], test_metric: str, path: Path) -> Path | None:
+    """With a curve: each run's test headline metric at every point of the curve (the value of its config key), the
+    mean over seeds with a band from the lowest to the highest seed; a log axis when the values span 10 × or more."""
+    if comparison.curve is None:
+        return None
+    from matplotlib.figure import Figure
+
+    key, _ = comparison.curve
+    column = test_metric.replace("/", "_")
+    lines: dict[str, list[tuple[Any, list[float]]]] = {}
+    for run in comparison.runs:
+        group = selected.get(run.name)
+        values = group.values(column) if group is not None else []
+        if values:
+            lines.setdefault(run.line_name, []).append((run.point, values))
+    if not lines:
+        return None
+    # a run and its baseline share a colour; the baseline is dashed
+    against = {run.line_name: run.baseline.rsplit("/", 1)[0] for run in comparison.runs if run.baseline}
+    palette, colours = iter(f"C{i}" for i in range(10 * len(lines))), {}
+    for line in lines:
+        if line not in colours:
+            colours[line] = next(palette)
+            if against.get(line) in lines:
+                colours.setdefault(against[line], colours[line])
+    baselines = set(against.values()) - set(against)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for line, points in lines.items():
+        xs = [x for x, _ in points]
+        style = "--" if line in baselines else "-"
+        ax.plot(xs, [mean_of(v) for _, v in points], style, marker="o", color=colours[line], label=line)
+        lows, highs = [min(v) for _, v in points], [max(v) for _, v in points]
+        ax.fill_between(xs, lows, highs, color=colours[line], alpha=0.15, linewidth=0)
+    numbers = [x for points in lines.values() for x, _ in points if isinstance(x, (int, float))]
+    if numbers and min(numbers) > 0 and max(numbers) >= 10 * min(numbers):
+        ax.set_xscale("log")
+        ticks = sorted(set(numbers))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+    ax.set_xlabel(key)
+    ax.set_ylabel(test_metric)
+    ax.set_title(f"{test_metric} along {key} (mean over seeds; band: lowest to highest seed)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -15,9 +15,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from nlparena.compare.config import Comparison, Record
+from nlparena.compare.config import Comparison, Record, cli_value, point_name
 from nlparena.compare.groups import column_name, group_trials, select_settings, summary_rows, sweep_rows, verdicts
-from nlparena.compare.plots import BUCKETS, confusion_figure, curve_figure, length_figure
+from nlparena.compare.plots import BUCKETS, confusion_figure, curve_figure, length_figure, points_figure
 from nlparena.events import RunEvents, read_events
 
 
@@ -177,6 +177,65 @@ def length_tables(summary: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def curve_table(comparison: Comparison, summary: list[dict[str, Any]], metric: str) -> list[str]:
+    """With a curve: each run's test headline metric at every point of the curve (mean ± half the 95 % CI over
+    seeds, [lowest, highest])."""
+    if comparison.curve is None:
+        return []
+    key, values = comparison.curve
+    column = column_name("test/" + metric.removeprefix("val/"))
+    found = {row["run"]: row for row in summary}
+    points = [point_name(key, value) for value in values]
+    lines = [
+        "",
+        f"## Test {metric.removeprefix('val/')} along `{key}` (mean ± half the 95 % CI over seeds, [lowest, highest])",
+        "",
+    ]
+    body = []
+    for line in dict.fromkeys(run.line_name for run in comparison.runs):
+        cells = [_mean_ci(found[name], column) if (name := f"{line}/{p}") in found else "—" for p in points]
+        body.append([f"`{line}`", *cells])
+    return lines + _table(["run", *(p.split("=", 1)[1] for p in points)], body)
+
+
+def pretraining_section(comparison: Comparison, records: list[Record]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The pretraining trials: their headline and test metrics per seed and over seeds (the lines of report.md, the
+    rows of pretraining.csv)."""
+    if not records:
+        return [], []
+    info = next((r.data for r in records if r.data.get("headline_metric")), {})
+    metric, mode = info.get("headline_metric", "val/loss"), info.get("headline_mode", "min")
+    events = [read_events(record.version_dir) for record in records]
+    rows = results(comparison, records, events, metric, mode)
+    tests = [column_name(tag) for tag in single_number_test_metrics(events, metric)]
+    columns = [f"best_{column_name(metric)}", *tests, "fit_seconds"]
+    summary = summary_rows({group.run: group for group in group_trials(records, events, rows)}, columns)
+    run = comparison.pretraining
+    given = " ".join(f"`{a}`" for a in (*(f"-c {p}" for p in run.configs), *run.args))
+    headers = [_header(c, comparison, metric, mode) for c in columns]
+    lines = [
+        "",
+        f"## Pretraining `{run.name}` (once per seed; `{{pretraining}}` in a run's args is its checkpoint)",
+        "",
+    ]
+    lines += [f"{given}", ""]
+    lines += _table(
+        ["", "seeds", *headers],
+        [["mean ± half CI [min, max]", str(r["seeds"]), *(_mean_ci(r, c) for c in columns)] for r in summary],
+    )
+    lines += [""]
+    lines += _table(
+        ["seed", "status", *headers],
+        [[str(r["seed"]), r["status"], *(_number(r[c], c) for c in columns)] for r in rows],
+        2,
+    )
+    failed = [r for r in records if r.status == "failed"]
+    lines += [
+        f"- `{r.trial.label}` ({r.version_dir}), exit {r.data.get('exit_code')}: {r.data.get('error')}" for r in failed
+    ]
+    return lines, rows
+
+
 def markdown(
     comparison: Comparison,
     records: list[Record],
@@ -187,6 +246,7 @@ def markdown(
     figures: list[Path],
     metric: str,
     mode: str,
+    pretraining: list[str],
 ) -> str:
     """report.md: what was compared; per run mean ± CI over seeds; the verdicts against the baseline; the sweep;
     every trial's numbers; failed trials with their error; the figures."""
@@ -205,9 +265,20 @@ def markdown(
     ]
     if comparison.baseline:
         lines.append(f"- baseline: `{comparison.baseline}`")
+    if comparison.curve is not None:
+        key, values = comparison.curve
+        lines.append(f"- curve: every run at `{key}` = {', '.join(cli_value(v) for v in values)}")
+    described = set()
     for run in comparison.runs:
-        given = [*(f"-c {p}" for p in run.configs), *run.args]
-        lines.append(f"- `{run.name}`: {' '.join(f'`{a}`' for a in given) or 'the shared settings only'}")
+        if run.line_name in described:
+            continue
+        described.add(run.line_name)
+        args = run.args[:-1] if run.point is not None else run.args  # the curve's value is said once, above
+        given = " ".join(f"`{a}`" for a in (*(f"-c {p}" for p in run.configs), *args)) or "the shared settings only"
+        baseline = run.baseline.rsplit("/", 1)[0] if run.point is not None and run.baseline else run.baseline
+        against = f" (against `{baseline}`)" if baseline and baseline != comparison.baseline else ""
+        lines.append(f"- `{run.line_name}`: {given}{against}")
+    lines += pretraining
     metric_columns = [c for c in (summary[0] if summary else {}) if c.endswith("_mean") and not is_length_column(c)]
     columns = [c.removesuffix("_mean") for c in metric_columns]
     lines += ["", "## Results (mean ± half the 95 % CI over seeds, [lowest, highest])", ""]
@@ -228,16 +299,28 @@ def markdown(
         for row in summary
     ]
     lines += _table(headers, body, 2 if swept else 1)
+    lines += curve_table(comparison, summary, metric)
     if verdict_rows:
         test_metric = verdict_rows[0]["metric"]
-        lines += ["", f"## Against the baseline `{comparison.baseline}` ({test_metric})", ""]
+        baselines = {r["baseline"] for r in verdict_rows}
+        against = f"the baseline `{baselines.pop()}`" if len(baselines) == 1 else "each run's baseline"
+        lines += ["", f"## Against {against} ({test_metric})", ""]
         lines += [
             "Paired bootstrap over the test examples of every seed (Koehn 2004), and Welch's t-test over the seeds' "
             "test values; a difference is reported as better or worse only when its 95 % CI excludes 0.",
             "",
         ]
-        body = [[f"`{r['run']}`", _verdict_text(r, "bootstrap"), _verdict_text(r, "seeds")] for r in verdict_rows]
-        lines += _table(["run", "paired bootstrap over test examples", "Welch's t-test over seeds"], body)
+        body = [
+            [
+                f"`{r['run']}`",
+                *([f"`{r['baseline']}`"] if not baselines else []),
+                _verdict_text(r, "bootstrap"),
+                _verdict_text(r, "seeds"),
+            ]
+            for r in verdict_rows
+        ]
+        headers = ["run", *(["baseline"] if not baselines else []), "paired bootstrap over test examples"]
+        lines += _table([*headers, "Welch's t-test over seeds"], body, len(headers) - 1)
     if sweep and any(row["setting"] for row in sweep):
         lines += ["", f"## Sweep (each run keeps its setting with the best mean {metric}; test is never used)", ""]
         body = [
@@ -276,9 +359,10 @@ def markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(comparison: Comparison, records: list[Record]) -> Path:
+def write_report(comparison: Comparison, records: list[Record], pretraining: list[Record] = ()) -> Path:
     """Write report.md, results.csv (a row per trial), summary.csv (a row per run), verdicts.csv (with a baseline),
-    sweep.csv (with a sweep) and figures/ for `records`; returns report.md's path."""
+    sweep.csv (with a sweep), pretraining.csv (with a pretraining run) and figures/ for `records`; returns report.md's
+    path."""
     headline = next((r.data for r in records if r.data.get("headline_metric")), {})
     metric, mode = headline.get("headline_metric", "val/loss"), headline.get("headline_mode", "min")
     events = [read_events(record.version_dir) for record in records]
@@ -289,7 +373,7 @@ def write_report(comparison: Comparison, records: list[Record]) -> Path:
     by_length = [column_name(tag) for tag in length_test_metrics(events)]
     summary = summary_rows(selected, [f"best_{column_name(metric)}", *tests, "fit_seconds", *by_length])
     test_metric = "test/" + metric.removeprefix("val/")
-    verdict_rows = verdicts(selected, comparison.baseline, test_metric, mode) if comparison.baseline else []
+    verdict_rows = verdicts(selected, comparison.baselines(), test_metric, mode)
     sweep = sweep_rows(groups, selected, metric)
     failed = {record.run for record in records if record.status == "failed"}
     folder = comparison.log_dir
@@ -301,12 +385,21 @@ def write_report(comparison: Comparison, records: list[Record]) -> Path:
         write_csv(verdict_rows, folder / "verdicts.csv")
     if any(row["setting"] for row in sweep):
         write_csv(sweep, folder / "sweep.csv")
+    pretraining_lines, pretraining_rows = pretraining_section(comparison, list(pretraining))
+    if pretraining_rows:
+        write_csv(pretraining_rows, folder / "pretraining.csv")
+    # along a curve, the per-run figures show its first point only: one panel or line per run and point is unreadable
+    first = {r.name for r in comparison.runs if comparison.curve is None or r.point == comparison.curve[1][0]}
+    shown = {run: group for run, group in selected.items() if run in first}
     figures = [
-        curve_figure(selected, metric, comparison.target, failed, folder / "figures" / f"{column_name(metric)}.png"),
-        length_figure(selected, folder / "figures" / "test_by_length.png"),
-        confusion_figure(selected, folder / "figures" / "test_confusion_matrices.png"),
+        curve_figure(shown, metric, comparison.target, failed, folder / "figures" / f"{column_name(metric)}.png"),
+        length_figure(shown, folder / "figures" / "test_by_length.png"),
+        confusion_figure(shown, folder / "figures" / "test_confusion_matrices.png"),
+        points_figure(comparison, selected, test_metric, folder / "figures" / f"{column_name(test_metric)}_curve.png"),
     ]
     drawn = [path for path in figures if path is not None]
     report = folder / "report.md"
-    report.write_text(markdown(comparison, records, rows, summary, verdict_rows, sweep, drawn, metric, mode))
+    report.write_text(
+        markdown(comparison, records, rows, summary, verdict_rows, sweep, drawn, metric, mode, pretraining_lines)
+    )
     return report

@@ -64,32 +64,55 @@ def _quiet_lightning():
             logger.setLevel(level)
 
 
+def _model_info(comparison: Comparison, trial: Trial, where: str) -> dict[str, str]:
+    """Build a trial's run as its process will (nothing is written): its model class and headline metric, else one
+    ConfigError line naming `where`. `{pretraining}` stands for no checkpoint here: it does not exist yet."""
+    args = [*comparison.fit_args(trial, pretrained="null"), *logger_args(str(comparison.log_dir), trial.run.name, 0)]
+    try:
+        with _quiet_lightning():
+            model = NlpArenaCLI(args=args, run=False, save_config_callback=None).model
+    except Exception as err:  # any error building a run is a mistake in its settings: one line, none started
+        cause = config_error_in(err) or f"{type(err).__name__}: {err}"
+        raise ConfigError(f"{comparison.source}: {where}: {cause}") from None
+    return {
+        "model": type(model).__name__,
+        "headline_metric": model.headline_metric,
+        "headline_mode": model.headline_mode,
+    }
+
+
 def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
-    """Parse and instantiate every run, with every setting of its sweep, as its process will (nothing is written),
-    so that a typo in the last run fails before the first one trains; returns each run's model class and headline
-    metric."""
+    """Parse and instantiate the pretraining run and every run, with every setting of its sweep, as its process will
+    (nothing is written), so that a typo in the last run fails before the first one trains; returns each run's model
+    class and headline metric."""
     found: dict[str, dict[str, str]] = {}
-    for i, run in enumerate(comparison.runs):
+    for trial in comparison.pretraining_trials()[:1]:
+        found[trial.run.name] = _model_info(comparison, trial, f"pretraining ({trial.run.name})")
+    lines = list(dict.fromkeys(run.line_name for run in comparison.runs))
+    checked = set()
+    for run in comparison.runs:
+        if run.line_name in checked and run.point is not None:  # a curve's points differ in one value: check one
+            found[run.name] = found[next(r.name for r in comparison.runs if r.line_name == run.line_name)]
+            continue
+        checked.add(run.line_name)
         for setting in comparison.settings_of(run):
             trial = Trial(run, comparison.seeds[0], setting)
-            args = [*comparison.fit_args(trial), *logger_args(str(comparison.log_dir), run.name, 0)]
-            try:
-                with _quiet_lightning():
-                    model = NlpArenaCLI(args=args, run=False, save_config_callback=None).model
-            except Exception as err:  # any error building a run is a mistake in its settings: one line, none started
-                cause = config_error_in(err) or f"{type(err).__name__}: {err}"
-                where = f"{run.name} {trial.setting_name}".strip()
-                raise ConfigError(f"{comparison.source}: runs[{i}] ({where}): {cause}") from None
-            found[run.name] = {
-                "model": type(model).__name__,
-                "headline_metric": model.headline_metric,
-                "headline_mode": model.headline_mode,
-            }
-    metrics = {info["headline_metric"] for info in found.values()}
+            where = f"runs[{lines.index(run.line_name)}] ({run.line_name} {trial.setting_name}".strip() + ")"
+            found[run.name] = _model_info(comparison, trial, where)
+    metrics = {info["headline_metric"] for name, info in found.items() if name in {r.name for r in comparison.runs}}
     if len(metrics) > 1:
         named = ", ".join(f"{run} {info['headline_metric']}" for run, info in found.items())
         raise ConfigError(f"{comparison.source}: runs report different headline metrics ({named}); compare one task")
     return found
+
+
+def pretrained_checkpoints(records: list[Record]) -> dict[int | None, str]:
+    """Seed -> `last.ckpt` of each finished pretraining trial (its weights at the end of pre-training)."""
+    return {
+        record.trial.seed: str(record.version_dir / "checkpoints" / "last.ckpt")
+        for record in records
+        if record.status == "finished"
+    }
 
 
 # -- attempts and their markers -------------------------------------------------------------------------------------
@@ -281,15 +304,21 @@ def compare(args: list[str]) -> Path:
     seeds = parse_seeds(opts.seeds, "--seeds") if opts.seeds is not None else None
     check_executor(opts.executor)
     comparison = load_comparison(opts.config)
-    trials = comparison.trials(seeds)
+    trials, before = comparison.trials(seeds), comparison.pretraining_trials(seeds)
     if opts.report_only:
+        pretraining = [newest(attempts(t, comparison.log_dir / t.folder), {}) or Record(t, "not run") for t in before]
+        comparison.checkpoints.update(pretrained_checkpoints(pretraining))
         records = logged_records(comparison, trials)
-        report = write_report(comparison, records)
+        report = write_report(comparison, records, pretraining)
     else:
         infos = check_runs(comparison)  # every run's settings, before anything is written
         with one_comparison_at_a_time(comparison):
-            records = run_all(comparison, trials, opts.force, infos, opts.jobs or default_jobs(), opts.executor)
-            report = write_report(comparison, records)
+            jobs = opts.jobs or default_jobs()
+            pretraining = run_all(comparison, before, opts.force, infos, jobs, opts.executor) if before else []
+            comparison.checkpoints.update(pretrained_checkpoints(pretraining))
+            records = run_all(comparison, trials, opts.force, infos, jobs, opts.executor)
+            report = write_report(comparison, records, pretraining)
+        records += pretraining
     failed = [record.trial.label for record in records if record.status == "failed"]
     print(f"report: {report}" + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""), flush=True)
     if failed and not opts.report_only:
