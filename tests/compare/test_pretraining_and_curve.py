@@ -114,6 +114,8 @@ def test_the_report_has_the_curves_table_figure_verdicts_per_point_and_the_pretr
     verdicts = [(row["run"], row["baseline"]) for row in rows(LOGS / "verdicts.csv")]
     assert verdicts == [(f"pretrained/train_size={n}", f"scratch/train_size={n}") for n in (40, 90)]
     assert "## Against the baseline" not in report and "## Against each run's baseline" in report
+    assert "| run | baseline | paired bootstrap over test examples | Welch's t-test over seeds |" in report
+    assert "| `pretrained/train_size=40` | `scratch/train_size=40` | " in report
     assert (LOGS / "figures" / "test_macro_f1_curve.png").is_file()
     assert "![test_macro_f1_curve](figures/test_macro_f1_curve.png)" in report
     pretraining = rows(LOGS / "pretraining.csv")
@@ -149,6 +151,10 @@ BAD = {
     "curve-of-two-keys": (
         {**CURVE, "curve": {"data.train_size": [40], "data.batch_size": [8]}},
         "curve=",
+    ),
+    "bad-value-at-one-point-of-the-curve": (
+        {**CURVE, "curve": {"data.train_size": [40, 0]}},
+        "runs[0] (pretrained/train_size=0): data.train_size=0",
     ),
     "pretraining-named-like-a-run": (
         {**CURVE, "pretraining": {**PRETRAINING, "name": "scratch"}},

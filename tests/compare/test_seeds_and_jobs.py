@@ -87,6 +87,7 @@ def test_summary_intervals_and_baseline_p_values_are_scipys(seeded, monkeypatch)
     assert "paired bootstrap over 60 test examples" in verdict[0]["bootstrap_test"]  # 20 examples x 3 seeds
     report = (LOGS / "report.md").read_text()
     assert "## Against the baseline `seq2seq` (test/exact_match)" in report
+    assert "| run | paired bootstrap over test examples | Welch's t-test over seeds |" in report  # named once, above
     assert "| `transformer` | 3 | " in report
 
 

@@ -302,8 +302,9 @@ def markdown(
     lines += curve_table(comparison, summary, metric)
     if verdict_rows:
         test_metric = verdict_rows[0]["metric"]
-        baselines = {r["baseline"] for r in verdict_rows}
-        against = f"the baseline `{baselines.pop()}`" if len(baselines) == 1 else "each run's baseline"
+        baselines = sorted({r["baseline"] for r in verdict_rows})
+        one = len(baselines) == 1  # named in the heading; else a column
+        against = f"the baseline `{baselines[0]}`" if one else "each run's baseline"
         lines += ["", f"## Against {against} ({test_metric})", ""]
         lines += [
             "Paired bootstrap over the test examples of every seed (Koehn 2004), and Welch's t-test over the seeds' "
@@ -313,13 +314,13 @@ def markdown(
         body = [
             [
                 f"`{r['run']}`",
-                *([f"`{r['baseline']}`"] if not baselines else []),
+                *([] if one else [f"`{r['baseline']}`"]),
                 _verdict_text(r, "bootstrap"),
                 _verdict_text(r, "seeds"),
             ]
             for r in verdict_rows
         ]
-        headers = ["run", *(["baseline"] if not baselines else []), "paired bootstrap over test examples"]
+        headers = ["run", *([] if one else ["baseline"]), "paired bootstrap over test examples"]
         lines += _table([*headers, "Welch's t-test over seeds"], body, len(headers) - 1)
     if sweep and any(row["setting"] for row in sweep):
         lines += ["", f"## Sweep (each run keeps its setting with the best mean {metric}; test is never used)", ""]

@@ -89,15 +89,10 @@ def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
     for trial in comparison.pretraining_trials()[:1]:
         found[trial.run.name] = _model_info(comparison, trial, f"pretraining ({trial.run.name})")
     lines = list(dict.fromkeys(run.line_name for run in comparison.runs))
-    checked = set()
     for run in comparison.runs:
-        if run.line_name in checked and run.point is not None:  # a curve's points differ in one value: check one
-            found[run.name] = found[next(r.name for r in comparison.runs if r.line_name == run.line_name)]
-            continue
-        checked.add(run.line_name)
         for setting in comparison.settings_of(run):
             trial = Trial(run, comparison.seeds[0], setting)
-            where = f"runs[{lines.index(run.line_name)}] ({run.line_name} {trial.setting_name}".strip() + ")"
+            where = f"runs[{lines.index(run.line_name)}] ({f'{run.name} {trial.setting_name}'.strip()})"
             found[run.name] = _model_info(comparison, trial, where)
     metrics = {info["headline_metric"] for name, info in found.items() if name in {r.name for r in comparison.runs}}
     if len(metrics) > 1:
