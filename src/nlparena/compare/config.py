@@ -84,6 +84,11 @@ class Run:
     def line_name(self) -> str:
         return self.line or self.name
 
+    @property
+    def baseline_line(self) -> str | None:
+        """The entry name of this run's baseline (`scratch` for `scratch/train_size=50` along a curve)."""
+        return self.baseline.rsplit("/", 1)[0] if self.point is not None and self.baseline else self.baseline
+
 
 def cli_value(value: Any) -> str:
     """A YAML value as `nlparena fit` takes it after `--key=`: strings as they are, anything else as JSON."""

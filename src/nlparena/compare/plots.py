@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nlparena.compare.config import Comparison
-from nlparena.compare.groups import Group, mean_of
+from nlparena.compare.groups import Group, column_name, mean_of
 from nlparena.events import RunEvents
 from nlparena.figures import draw_matrix, row_rates
 
@@ -151,7 +151,7 @@ def points_figure(comparison: Comparison, selected: dict[str, Group], test_metri
     from matplotlib.figure import Figure
 
     key, _ = comparison.curve
-    column = test_metric.replace("/", "_")
+    column = column_name(test_metric)
     lines: dict[str, list[tuple[Any, list[float]]]] = {}
     for run in comparison.runs:
         group = selected.get(run.name)
@@ -161,7 +161,7 @@ def points_figure(comparison: Comparison, selected: dict[str, Group], test_metri
     if not lines:
         return None
     # a run and its baseline share a colour; the baseline is dashed
-    against = {run.line_name: run.baseline.rsplit("/", 1)[0] for run in comparison.runs if run.baseline}
+    against = {run.line_name: run.baseline_line for run in comparison.runs if run.baseline}
     palette, colours = iter(f"C{i}" for i in range(10 * len(lines))), {}
     for line in lines:
         if line not in colours:

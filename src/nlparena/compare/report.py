@@ -275,7 +275,7 @@ def markdown(
         described.add(run.line_name)
         args = run.args[:-1] if run.point is not None else run.args  # the curve's value is said once, above
         given = " ".join(f"`{a}`" for a in (*(f"-c {p}" for p in run.configs), *args)) or "the shared settings only"
-        baseline = run.baseline.rsplit("/", 1)[0] if run.point is not None and run.baseline else run.baseline
+        baseline = run.baseline_line
         against = f" (against `{baseline}`)" if baseline and baseline != comparison.baseline else ""
         lines.append(f"- `{run.line_name}`: {given}{against}")
     lines += pretraining

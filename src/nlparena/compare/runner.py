@@ -94,7 +94,7 @@ def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
             trial = Trial(run, comparison.seeds[0], setting)
             where = f"runs[{lines.index(run.line_name)}] ({f'{run.name} {trial.setting_name}'.strip()})"
             found[run.name] = _model_info(comparison, trial, where)
-    metrics = {info["headline_metric"] for name, info in found.items() if name in {r.name for r in comparison.runs}}
+    metrics = {found[run.name]["headline_metric"] for run in comparison.runs}  # the pretraining's is its own
     if len(metrics) > 1:
         named = ", ".join(f"{run} {info['headline_metric']}" for run, info in found.items())
         raise ConfigError(f"{comparison.source}: runs report different headline metrics ({named}); compare one task")
@@ -263,13 +263,15 @@ def run_all(
     return [records[i] for i in sorted(records)]
 
 
+def logged_record(comparison: Comparison, trial: Trial) -> Record:
+    """The trial's attempt to report, from its logs ("not run" if it has none)."""
+    settings = run_settings(comparison.fit_args(trial))
+    return newest(attempts(trial, comparison.log_dir / trial.folder), settings) or Record(trial, "not run")
+
+
 def logged_records(comparison: Comparison, trials: list[Trial]) -> list[Record]:
     """For `--report-only`: each trial's attempt to report, from its logs; ConfigError if no trial has any."""
-    records = []
-    for trial in trials:
-        settings = run_settings(comparison.fit_args(trial))
-        found = newest(attempts(trial, comparison.log_dir / trial.folder), settings)
-        records.append(found or Record(trial, "not run"))
+    records = [logged_record(comparison, trial) for trial in trials]
     if all(record.status == "not run" for record in records):
         raise ConfigError(
             f"--report-only: no run of {comparison.source} has logs under {comparison.log_dir}; "
@@ -301,7 +303,7 @@ def compare(args: list[str]) -> Path:
     comparison = load_comparison(opts.config)
     trials, before = comparison.trials(seeds), comparison.pretraining_trials(seeds)
     if opts.report_only:
-        pretraining = [newest(attempts(t, comparison.log_dir / t.folder), {}) or Record(t, "not run") for t in before]
+        pretraining = [logged_record(comparison, trial) for trial in before]
         comparison.checkpoints.update(pretrained_checkpoints(pretraining))
         records = logged_records(comparison, trials)
         report = write_report(comparison, records, pretraining)
