@@ -101,3 +101,18 @@ def test_elimination_names_nothing_when_no_single_setting_is_refused():
 def test_the_private_lightning_cli_hooks_we_override_still_exist(name):
     assert callable(getattr(LightningCLI, name, None)), f"LightningCLI no longer has {name}: see nlparena.internals"
     assert name in vars(NlpArenaCLI)
+
+
+def test_a_checkpoint_whose_weights_do_not_load_is_one_line_naming_it(capsys):
+    run_cli("fit", *FIT, "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1")
+    checkpoint = torch.load(next(Path("logs").rglob("last.ckpt")), weights_only=False)
+    checkpoint["state_dict"]["net.extra"] = torch.zeros(2)  # Lightning loads strictly: an unexpected tensor
+    torch.save(checkpoint, "extra.ckpt")
+    runs = sorted(Path("logs").rglob("version_*"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("test", *FIT, "--ckpt_path=extra.ckpt")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "--ckpt_path extra.ckpt: cannot be loaded into this run (" in err and "net.extra" in err
+    assert sorted(Path("logs").rglob("version_*")) == runs
