@@ -11,14 +11,14 @@ checkpoint's; training and decoding settings the config changed are kept (`test 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import instantiate_class
 
-from nlparena.cli.checks import DATA_DECIDED, message_of
+from nlparena.cli.checks import DATA_DECIDED
+from nlparena.cli.refusals import REFUSALS, message_of, signature_defaults
 from nlparena.errors import ConfigError, shorten
 from nlparena.models import ArenaModel
 from nlparena.models.base import flatten
@@ -31,15 +31,8 @@ _MISSING = object()
 def class_defaults(model_class: type) -> dict[str, Any]:
     """The default of every constructor argument of `model_class`, following `**kwargs` up the classes it inherits
     from as jsonargparse does (network configs, dataclasses, as dotted keys)."""
-    defaults: dict[str, Any] = {}
-    for cls in model_class.__mro__:
-        if "__init__" not in vars(cls) or cls.__module__.startswith("lightning"):
-            continue
-        for name, parameter in inspect.signature(cls.__init__).parameters.items():
-            if parameter.default is not inspect.Parameter.empty and name not in defaults:
-                value = parameter.default
-                defaults[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    return flatten(defaults)
+    defaults = signature_defaults(model_class)
+    return flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in defaults.items()})
 
 
 def typed_sizes(model_class: type | None, init_args: Namespace) -> dict[str, Any]:
@@ -155,3 +148,16 @@ def check_optimizer_state(checkpoint: dict[str, Any], path: str, model: ArenaMod
             f"{what}: its optimizer state is not --optimizer {name}'s (it has no {', '.join(lacking)}); resume with "
             "the optimizer it was trained with"
         )
+
+
+def load_refusal(path: str, model: ArenaModel) -> str | None:
+    """Why the weights of the checkpoint at `path` do not load into `model` as Lightning loads them (its
+    `strict_loading`); None when they load. Asked on the error path only, after a run failed while it was set up."""
+    try:
+        checkpoint = read_checkpoint(path, f"--ckpt_path {path}")
+        model.load_state_dict(checkpoint["state_dict"], strict=model.strict_loading)
+    except ConfigError as err:
+        return str(err)
+    except (*REFUSALS, RuntimeError) as err:
+        return message_of(err)
+    return None

@@ -5,37 +5,33 @@ Lightning and torch check many settings themselves, but in their own words (a tr
 `Invalid learning rate`), some only once training has started (`accumulate_grad_batches 0` divides by zero at the
 first step, an optimizer is built in `configure_optimizers`, a monitored metric is looked up after the first
 validation) and some not at all (`gradient_clip_val -1`). Here the settings are checked up front; what torch or
-Lightning still refuse while building a class becomes a line naming the config key.
+Lightning still refuse while building a class becomes a line naming the config key, found by elimination
+(`cli/refusals.py`), never by reading their messages.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import tempfile
-import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.cli import instantiate_class
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from nlparena.errors import ConfigError, config_error_in, one_line
+from nlparena.cli.refusals import REFUSALS, class_of, message_of, named_refusal, signature_defaults
+from nlparena.errors import ConfigError, config_error_in
 from nlparena.models import ArenaModel
 from nlparena.models.base import flatten
 
-# what torch or Lightning raise for a value they refuse while a class is built
-REFUSALS = (ValueError, TypeError, KeyError, IndexError, AssertionError, MisconfigurationException)
 # the sizes the data decides: `data.<source>` is linked to `model.<size>`
 DATA_DECIDED = {"vocab_size": "vocab_size", "max_len": "max_length", "pad_id": "pad_id", "num_classes": "num_classes"}
-# how torch's messages name an argument: "Invalid learning rate: -1.0" is `lr`
-SYNONYMS = {"learning rate": "lr", "beta": "betas", "epsilon": "eps", "Timer(duration": "max_time"}
 
 
 def _whole(value: Any) -> bool:
@@ -103,40 +99,6 @@ def check_trainer_settings(config: dict[str, Any]) -> None:
             raise ConfigError(f"trainer.{key}={config[key]!r}: {rule}")
 
 
-def message_of(err: BaseException) -> str:
-    """An exception's message on one line, at most 200 characters."""
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return one_line(text or type(err).__name__, 200)
-
-
-def _named_key(message: str, keys: list[str]) -> str | None:
-    """The first of `keys` that `message` names (as a word, or by one of torch's SYNONYMS)."""
-    found = []
-    for key in keys:
-        match = re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message, re.IGNORECASE)
-        if match:
-            found.append((match.start(), key))
-    for words, key in SYNONYMS.items():
-        match = re.search(rf"\b{re.escape(words)}", message, re.IGNORECASE)
-        if match and key in keys:
-            found.append((match.start(), key))
-    return min(found)[1] if found else None
-
-
-def refusal(err: BaseException, prefix: str, settings: dict[str, Any], what: str) -> ConfigError:
-    """A ConfigError for an error a class raised while built from `settings` (its config keys under `prefix`):
-    `prefix.key=value: message` when the message names one of them, else `what: message`."""
-    message = message_of(err)
-    flat = flatten(settings)
-    key = _named_key(message, list(flat))
-    zeros = [name for name, value in flat.items() if _number(value) and value == 0]
-    if key is None and isinstance(err, ZeroDivisionError) and len(zeros) == 1:
-        key = zeros[0]  # the one setting that is 0 divided
-    if key is None:
-        return ConfigError(f"{what}: {message}")
-    return ConfigError(f"{prefix}{key}={flat[key]!r}: {message}")
-
-
 def root_cause(err: BaseException) -> BaseException:
     """The innermost exception `err` was raised from (jsonargparse wraps a constructor's error in its own)."""
     seen = {id(err)}
@@ -148,70 +110,65 @@ def root_cause(err: BaseException) -> BaseException:
         err = cause
 
 
-def constructor_of(err: BaseException) -> tuple[str, object] | None:
-    """Whose constructor raised `err`, as ("model" | "data" | "callback", the object): the outermost `__init__` of
-    a model, data module or callback on the way."""
-    for frame, _ in traceback.walk_tb(err.__traceback__):
-        owner = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
-        for component, base in (("model", LightningModule), ("data", LightningDataModule), ("callback", Callback)):
-            if isinstance(owner, base):
-                return component, owner
-    return None
-
-
-def build_error(err: BaseException, config: Any) -> ConfigError:
-    """A ConfigError for an error raised while jsonargparse built the model, the data module or a callback."""
-    root = root_cause(err)
-    found = constructor_of(root)
-    if found is None:
-        return ConfigError(f"cannot build the config's classes: {message_of(err)}")
-    component, owner = found
-    if component == "callback":
-        return ConfigError(f"trainer.callbacks {type(owner).__name__}: {message_of(root)}")
-    settings = config.get(component)
-    init_args = settings.get("init_args") if hasattr(settings, "get") else None
-    return refusal(root, f"{component}.", init_args or {}, f"--{component} {type(owner).__name__}")
-
-
-def setup_error(err: BaseException, ckpt_path: str | None) -> ConfigError | None:
+def setup_error(
+    err: BaseException, ckpt_path: str | None, load_refusal: Callable[[], str | None]
+) -> ConfigError | None:
     """A ConfigError for what Lightning or torch refused while a run was set up, before it started any work (see
-    `ReleaseAtStart`): a checkpoint that could not be loaded into the run, or a value Lightning refused then; None for
-    anything else (a crash keeps its traceback)."""
+    `ReleaseAtStart`): a checkpoint whose weights do not load into the run (`load_refusal()` says why, loading them
+    again), or a value Lightning refused then; None for anything else (a crash keeps its traceback)."""
     if config_error_in(err) is not None:
         return None
     root = root_cause(err)
-    frames = [frame.f_code for frame, _ in traceback.walk_tb(root.__traceback__)]
-    loading = any("checkpoint" in code.co_filename or code.co_name.startswith("load_state_dict") for code in frames)
-    if ckpt_path and loading and isinstance(root, (*REFUSALS, RuntimeError)):
-        return ConfigError(f"--ckpt_path {ckpt_path}: cannot be loaded into this run ({message_of(root)})")
+    if ckpt_path and isinstance(root, (*REFUSALS, RuntimeError)):
+        reason = load_refusal()
+        if reason is not None:
+            return ConfigError(f"--ckpt_path {ckpt_path}: cannot be loaded into this run ({reason})")
     if isinstance(root, (ValueError, MisconfigurationException)):
         return ConfigError(f"the run cannot start: {message_of(root)}")
     return None
 
 
+def _init_args(init: Any) -> dict[str, Any]:
+    args = init.get("init_args") or {}
+    return args.as_dict() if isinstance(args, Namespace) else dict(args)
+
+
+def _scheduled(scheduler: Any) -> Any:
+    """`scheduler` stepped once: a value refused only when the schedule is computed (StepLR step_size 0)."""
+    if not isinstance(scheduler, ReduceLROnPlateau):  # its step needs a metric
+        with warnings.catch_warnings():  # "step() before optimizer.step()": this optimizer never steps
+            warnings.simplefilter("ignore")
+            scheduler.step()
+    return scheduler
+
+
 def check_optimizer(model: LightningModule, optimizer_init: Any, scheduler_init: Any) -> None:
     """Build the config's optimizer on the model's parameters and its scheduler on that optimizer once, as
-    `configure_optimizers` will, so that a value they refuse is one line before anything runs."""
+    `configure_optimizers` will, so that a value they refuse is one line naming its key before anything runs."""
     if not optimizer_init:
         return
-    name = optimizer_init["class_path"].rsplit(".", 1)[-1]
+    optimizer_class, optimizer_args = class_of(optimizer_init["class_path"]), _init_args(optimizer_init)
+
+    def optimizer(init_args: dict[str, Any]) -> Any:
+        return optimizer_class(model.parameters(), **init_args)
+
     try:
-        optimizer = instantiate_class(model.parameters(), optimizer_init)
+        built = optimizer(optimizer_args)
     except REFUSALS as err:
-        raise refusal(err, "optimizer.init_args.", optimizer_init.get("init_args"), f"--optimizer {name}") from None
+        what, defaults = f"--optimizer {optimizer_class.__name__}", signature_defaults(optimizer_class)
+        raise named_refusal(err, what, "optimizer.init_args.", optimizer, optimizer_args, defaults) from None
     if not scheduler_init:
         return
-    name = scheduler_init["class_path"].rsplit(".", 1)[-1]
+    scheduler_class, scheduler_args = class_of(scheduler_init["class_path"]), _init_args(scheduler_init)
     try:
-        scheduler = instantiate_class(optimizer, scheduler_init)
-        if not isinstance(scheduler, ReduceLROnPlateau):  # its step needs a metric
-            with warnings.catch_warnings():  # "step() before optimizer.step()": this optimizer never steps
-                warnings.simplefilter("ignore")
-                scheduler.step()  # a value refused only when the schedule is computed (StepLR step_size 0)
-    except (*REFUSALS, ArithmeticError) as err:
-        raise refusal(
-            err, "lr_scheduler.init_args.", scheduler_init.get("init_args"), f"--lr_scheduler {name}"
-        ) from None
+        _scheduled(scheduler_class(built, **scheduler_args))
+    except REFUSALS as err:
+        what, defaults = f"--lr_scheduler {scheduler_class.__name__}", signature_defaults(scheduler_class)
+
+        def scheduler(init_args: dict[str, Any]) -> Any:
+            return _scheduled(scheduler_class(optimizer(optimizer_args), **init_args))
+
+        raise named_refusal(err, what, "lr_scheduler.init_args.", scheduler, scheduler_args, defaults) from None
 
 
 def check_data_decided(typed: dict[str, Any], datamodule: Any) -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, NoReturn
+from functools import partial, update_wrapper
+from types import MethodType
+from typing import Any, ClassVar, Literal
 
+import lightning.pytorch as pl
 from jsonargparse import Namespace, set_parsing_settings
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeUnion, ReduceLROnPlateau
+from lightning.pytorch.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    LRSchedulerTypeUnion,
+    ReduceLROnPlateau,
+    instantiate_class,
+)
 from torch.optim import Optimizer
 
 from nlparena.callbacks import (
@@ -26,105 +33,29 @@ from nlparena.callbacks import (
 from nlparena.cli.checkpoints import (
     check_checkpoint_fits,
     check_optimizer_state,
+    load_refusal,
     read_run_checkpoint,
     typed_sizes,
 )
 from nlparena.cli.checks import (
-    REFUSALS,
-    build_error,
     check_data_decided,
     check_monitors,
     check_optimizer,
     check_save_dirs,
     check_trainer_settings,
-    refusal,
     setup_error,
 )
 from nlparena.cli.logger import TENSORBOARD_LOGGERS, HParamsSession, RunFolderLogger
+from nlparena.cli.parser import ConfigFile, NlpArenaParser, asks_for_help, choices, subclasses
 from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on_error
+from nlparena.cli.refusals import REFUSALS, build_error, trainer_refusal
 from nlparena.cli.threads import set_threads
-from nlparena.errors import ConfigError, config_error_in, read_yaml
+from nlparena.errors import ConfigError, config_error_in
 from nlparena.models import ArenaModel
 
+__all__ = ["NlpArenaCLI", "subclasses"]
+
 ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
-
-
-def asks_for_help(args: list[str]) -> bool:
-    """`-h`, `--help`, `--model.help Transformer`, `--print_config=comments`: output that shows the docs of keys."""
-    return any(a in ("-h", "--help") or a.split("=")[0].endswith(".help") or "comments" in a for a in args)
-
-
-def subclasses(base: type) -> dict[str, type]:
-    """The public subclasses of `base`, by import path (`nlparena.models.translation.Transformer`, and as exported)."""
-    found, todo = {}, [base]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            todo.append(sub)
-            if not sub.__name__.startswith("_"):
-                found[f"{sub.__module__}.{sub.__qualname__}"] = sub
-                package = sub.__module__.rsplit(".", 1)[0]
-                found[f"{package}.{sub.__qualname__}"] = sub
-    return found
-
-
-def _choices(base: type, family: str | None = None) -> list[str]:
-    """Names of our subclasses of `base` that `--model` / `--data` accept (for one task family if given)."""
-    return sorted(
-        sub.__name__
-        for sub in set(subclasses(base).values())
-        if sub.__module__.startswith("nlparena.")
-        and not sub.__name__.endswith(("Model", "DataModule"))
-        and (family is None or getattr(sub, "family", None) == family)
-    )
-
-
-class NlpArenaParser(LightningArgumentParser):
-    """Turns jsonargparse's multi-line errors into one line naming the key and what is allowed."""
-
-    bases: ClassVar[dict[str, type]] = {"model": ArenaModel, "data": LightningDataModule}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)  # `--trainer.max_epoch 2` is an error, not `max_epochs`
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        raise ConfigError(self.one_line(message, ex)) from None
-
-    def parse_path(self, path: Any, *args: Any, **kwargs: Any) -> Namespace:
-        """A config file (`-c FILE`), refused in one line naming it when it is missing, not valid YAML, repeats a
-        key, or is not a mapping of keys (empty, a list, a scalar)."""
-        content = read_yaml(path, "--config")
-        if not isinstance(content, dict):
-            found = "it is empty" if content is None else f"it holds a {type(content).__name__}: {content!r}"
-            raise ConfigError(f"--config {path}: must be a mapping of keys (trainer:, model:, data:, ...); {found}")
-        try:
-            return super().parse_path(path, *args, **kwargs)
-        except ConfigError as err:
-            raise ConfigError(f"--config {path}: {err}") from None
-
-    def one_line(self, message: str, ex: Exception | None) -> str:
-        cause = config_error_in(ex)
-        if cause is not None:
-            return str(cause)
-        config_file = re.match(r"Parser key \"config\": (File does not exist|Path is not a file): '(.+)'", message)
-        if config_file:
-            reason = "no such file" if config_file.group(1).startswith("File") else "not a file (a folder?)"
-            return f"--config {os.path.relpath(config_file.group(2))}: {reason}"
-        key = re.match(r'Parser key "([^"]+)"', message)
-        given = re.search(r"Given value: (\S+)$", message)
-        if key and given and key.group(1) in self.bases and "Expected a dot import path" in message:
-            names = _choices(self.bases[key.group(1)])
-            return f"--{key.group(1)} {given.group(1)}: unknown {key.group(1)}; choose one of {', '.join(names)}"
-        noise = (
-            "Given value type",
-            "Subtypes:",
-            "Errors:",
-            "Does not validate",
-            "Expected a <class 'NoneType'>",
-        )
-        lines = [line.strip(" -") for line in message.splitlines()]
-        lines = [line for line in lines if line and not line.startswith(noise)]
-        return " ".join(lines)[:400]
 
 
 def default_callbacks() -> list[Callback]:
@@ -180,6 +111,23 @@ class NlpArenaCLI(LightningCLI):
         if not self.hold_until_run:
             self.held_back.end(None)
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """LightningCLI's parser, whose `-c FILE` refuses a file that is not one in one line naming it."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in YAML format.")
+        return parser
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """LightningCLI's, after checking the class names of `--model` and `--data` against the classes we know."""
+        if isinstance(args, list):
+            NlpArenaParser.check_command_line(args)
+        super().parse_arguments(parser, args)
+
+    def settings(self, config: Namespace) -> Namespace:
+        """The part of `config` (or of `config_init`) for the subcommand being run; all of it with `run=False`."""
+        return config.get(str(self.subcommand), config)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Sizes the data decides; a link whose model has no such argument (num_classes of a translation model)
         # is skipped by jsonargparse.
@@ -218,20 +166,26 @@ class NlpArenaCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer of the config, with the progress bar left out when `trainer.enable_progress_bar` is false
-        (Lightning refuses a progress bar callback then)."""
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        forced = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        """The Trainer of the config with LightningCLI's callbacks (the config's callback keys, `trainer_defaults`, the
+        config saver), the progress bar left out when `trainer.enable_progress_bar` is false (Lightning refuses a
+        progress bar callback then); a value Lightning refuses is one line naming its key."""
+        config = {**self.settings(self.config_init).get("trainer", {}), **kwargs}
+        parser = self.parser.subcommand_parser(self.subcommand)
+        forced = [self.settings(self.config_init).get(key) for key in parser.callback_keys]
         if config.get("enable_progress_bar") is False:
             forced = [callback for callback in forced if not isinstance(callback, ProgressBar)]
         check_trainer_settings(config)
+        defaults = _as_list(self.trainer_defaults.get("callbacks"))
+        config["callbacks"] = [*_as_list(config.get("callbacks")), *forced, *defaults]
+        if self.save_config_callback and not config.get("fast_dev_run", False):
+            saver = self.save_config_callback(parser, self.settings(self.config), **self.save_config_kwargs)
+            config["callbacks"].append(saver)
         try:
-            return self._instantiate_trainer(config, forced)
+            return self.trainer_class(**config)
         except REFUSALS as err:
             if config_error_in(err):
                 raise
-            settings = {key: value for key, value in config.items() if key not in ("callbacks", "logger")}
-            raise refusal(err, "trainer.", settings, "trainer") from None
+            raise trainer_refusal(err, self.trainer_class, config) from None
 
     def _parse_ckpt_path(self) -> None:
         """Read `--ckpt_path` (required by validate, test and predict) and merge its model settings into the config
@@ -243,35 +197,47 @@ class NlpArenaCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         """LightningCLI's, with what torch and Lightning refuse while building the model, the data, the optimizer,
         the scheduler or the Trainer as one line naming the key; the optimizer and scheduler are built once here on
-        the model's parameters (LightningCLI builds them again for `configure_optimizers`)."""
+        the model's parameters (built again for `configure_optimizers`)."""
         try:
-            self.config_init = self.parser.instantiate_classes(self.config)
+            self.config_init = self.parser.instantiate(self.config)
         except (*REFUSALS, RuntimeError) as err:
             if config_error_in(err):
                 raise
-            raise build_error(err, self.config[self.subcommand] if self.subcommand else self.config) from None
-        self.datamodule = self._get(self.config_init, "data")
-        self.model = self._get(self.config_init, "model")
+            raise build_error(err, self.parser, self.config) from None
+        built = self.settings(self.config_init)
+        self.datamodule, self.model = built.get("data"), built.get("model")
         check_data_decided(self.typed_sizes, self.datamodule)
-        check_optimizer(
-            self.model, self._get(self.config_init, "optimizer"), self._get(self.config_init, "lr_scheduler")
-        )
-        self._add_configure_optimizers_method_to_model(self.subcommand)
+        check_optimizer(self.model, built.get("optimizer"), built.get("lr_scheduler"))
+        self.attach_optimizers()
         self.trainer = self.instantiate_trainer()
+
+    def attach_optimizers(self) -> None:
+        """The model's `configure_optimizers` returns the config's optimizer and scheduler through this CLI's
+        `configure_optimizers`, as LightningCLI does for its automatic `optimizer` and `lr_scheduler` keys."""
+        settings = self.settings(self.config_init)
+        optimizer_init, scheduler_init = settings.get("optimizer"), settings.get("lr_scheduler")
+        if not self.auto_configure_optimizers or not optimizer_init:
+            return
+        optimizer = instantiate_class(self.model.parameters(), optimizer_init)
+        scheduler = instantiate_class(optimizer, scheduler_init) if scheduler_init else None
+        configure = partial(self.configure_optimizers, optimizer=optimizer, lr_scheduler=scheduler)
+        update_wrapper(configure, self.configure_optimizers)  # Lightning's `is_overridden` looks for the wrapped one
+        self.model.configure_optimizers = MethodType(configure, self.model)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Check what the run needs (the log folder, the checkpoint against the model, the monitored metrics), then
         run, with the start-up lines held back until the work starts (`ReleaseAtStart`); a run that fails before it
         trained or logged anything leaves no run folder."""
         check_save_dirs(self.trainer)
+        built = self.settings(self.config_init)
         if self.checkpoint is not None:
             path = self.config[subcommand].ckpt_path
             check_checkpoint_fits(self.checkpoint, path, self.model, self.datamodule)
             if subcommand == "fit":
-                check_optimizer_state(self.checkpoint, path, self.model, self._get(self.config_init, "optimizer"))
+                check_optimizer_state(self.checkpoint, path, self.model, built.get("optimizer"))
             self.checkpoint = None
         if subcommand == "fit":
-            check_monitors(self.trainer, self.model, self._get(self.config_init, "lr_scheduler"))
+            check_monitors(self.trainer, self.model, built.get("lr_scheduler"))
         self.run_checked(lambda: super(NlpArenaCLI, self)._run_subcommand(subcommand))
 
     def run_checked(self, work: Callable[[], Any]) -> Any:
@@ -284,7 +250,8 @@ class NlpArenaCLI(LightningCLI):
             with no_folder_left_on_error(self.trainer):
                 result = work()
         except BaseException as err:
-            refused = None if release.set_up else setup_error(err, self._get(self.config, "ckpt_path"))
+            path = self.settings(self.config).get("ckpt_path")
+            refused = None if release.set_up else setup_error(err, path, lambda: load_refusal(path, self.model))
             self.held_back.end(refused or err)
             if refused is not None:
                 raise refused from None
@@ -300,7 +267,7 @@ class NlpArenaCLI(LightningCLI):
             return optimizer
         scheduler: dict[str, Any] = {
             "scheduler": lr_scheduler,
-            "interval": self._get(self.config, "lr_scheduler_interval"),
+            "interval": self.settings(self.config).get("lr_scheduler_interval"),
         }
         if isinstance(lr_scheduler, ReduceLROnPlateau):
             scheduler["monitor"] = lr_scheduler.monitor
@@ -318,7 +285,7 @@ class NlpArenaCLI(LightningCLI):
         if family and data_family and family != data_family:
             raise ConfigError(
                 f"--model {model_class.__name__} trains on {family} data but --data {data_class.__name__} is "
-                f"{data_family} data; choose --data from {', '.join(_choices(LightningDataModule, family))}"
+                f"{data_family} data; choose --data from {', '.join(choices(LightningDataModule, family))}"
             )
         logger = config.trainer.logger
         if isinstance(logger, Namespace) and logger.class_path in TENSORBOARD_LOGGERS:
@@ -329,3 +296,10 @@ class NlpArenaCLI(LightningCLI):
         if tensorboard and logger.init_args.name is None:
             data, model = (config[key].class_path.rsplit(".", 1)[-1] for key in ("data", "model"))
             logger.init_args.name = f"{data}/{model}"
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A Trainer's `callbacks` as a list: none, one or several."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]

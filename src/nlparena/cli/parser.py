@@ -1,0 +1,138 @@
+"""The parser of `nlparena fit|validate|test|predict`: jsonargparse's errors as one line naming the key or file.
+
+Where a key or file can be named from what the parser itself knows, it is named before jsonargparse parses: a config
+file that is not a file, a `--model` or `--data` that names no class we know. Any other error of jsonargparse is its
+own message cleaned to one line (it names the key itself: `Parser key "trainer.max_epochs": ...`); its text is
+never searched for keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, ClassVar, NoReturn
+
+import yaml
+from jsonargparse import ActionConfigFile, Namespace
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningArgumentParser
+
+from nlparena.errors import ConfigError, config_error_in, one_line, read_yaml
+from nlparena.models import ArenaModel
+
+# lines of jsonargparse's messages that list the types it tried: left out of the one line (only its look changes if
+# jsonargparse words them otherwise)
+TYPE_LISTINGS = ("Given value type", "Subtypes:", "Errors:", "Does not validate", "Expected a <class 'NoneType'>")
+
+
+def asks_for_help(args: list[str]) -> bool:
+    """`-h`, `--help`, `--model.help Transformer`, `--print_config=comments`: output that shows the docs of keys."""
+    return any(a in ("-h", "--help") or a.split("=")[0].endswith(".help") or "comments" in a for a in args)
+
+
+def subclasses(base: type) -> dict[str, type]:
+    """The public subclasses of `base`, by import path (`nlparena.models.translation.Transformer`, and as exported)."""
+    found, todo = {}, [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if not sub.__name__.startswith("_"):
+                found[f"{sub.__module__}.{sub.__qualname__}"] = sub
+                package = sub.__module__.rsplit(".", 1)[0]
+                found[f"{package}.{sub.__qualname__}"] = sub
+    return found
+
+
+def choices(base: type, family: str | None = None) -> list[str]:
+    """Names of our subclasses of `base` that `--model` / `--data` accept (for one task family if given)."""
+    return sorted(
+        sub.__name__
+        for sub in set(subclasses(base).values())
+        if sub.__module__.startswith("nlparena.")
+        and not sub.__name__.endswith(("Model", "DataModule"))
+        and (family is None or getattr(sub, "family", None) == family)
+    )
+
+
+def cleaned(message: str) -> str:
+    """jsonargparse's message on one line, without the lines that list the types it tried."""
+    lines = [line.strip(" -") for line in message.splitlines()]
+    return one_line(" ".join(line for line in lines if line and not line.startswith(TYPE_LISTINGS)), 400)
+
+
+class ConfigFile(ActionConfigFile):
+    """`-c FILE`: a value that is meant as a file (not a config given inline, `-c '{trainer: ...}'`) but is not one
+    is refused in one line naming it, before jsonargparse tries it."""
+
+    def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
+        if isinstance(values, str) and not os.path.isfile(values):
+            try:
+                inline = not isinstance(yaml.safe_load(values), str)  # jsonargparse parses a mapping as a config
+            except yaml.YAMLError:
+                inline = False
+            if not inline or os.path.isdir(values):
+                read_yaml(values, "--config")  # raises the ConfigError: a folder, or no such file
+        super().__call__(parser, cfg, values, option_string)
+
+
+class NlpArenaParser(LightningArgumentParser):
+    """Turns jsonargparse's multi-line errors into one line naming the key and what is allowed."""
+
+    bases: ClassVar[dict[str, type]] = {"model": ArenaModel, "data": LightningDataModule}
+    subcommands_action: argparse.Action | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--trainer.max_epoch 2` is an error, not `max_epochs`
+        super().__init__(*args, **kwargs)
+
+    def add_subcommands(self, *args: Any, **kwargs: Any) -> Any:
+        """jsonargparse's, keeping the subcommands' action: its `choices` are the subcommands' parsers."""
+        self.subcommands_action = super().add_subcommands(*args, **kwargs)
+        return self.subcommands_action
+
+    def subcommand_parser(self, subcommand: str | None) -> LightningArgumentParser:
+        """The parser of `subcommand`; this parser when there is none (`run=False`)."""
+        if subcommand is None or self.subcommands_action is None:
+            return self
+        return self.subcommands_action.choices[subcommand]
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        cause = config_error_in(ex)
+        raise ConfigError(str(cause) if cause is not None else cleaned(message)) from None
+
+    def parse_path(self, path: Any, *args: Any, **kwargs: Any) -> Namespace:
+        """A config file (`-c FILE`), refused in one line naming it when it is missing, not valid YAML, repeats a
+        key, is not a mapping of keys (empty, a list, a scalar) or names a model or data class we do not know."""
+        content = read_yaml(path, "--config")
+        if not isinstance(content, dict):
+            found = "it is empty" if content is None else f"it holds a {type(content).__name__}: {content!r}"
+            raise ConfigError(f"--config {path}: must be a mapping of keys (trainer:, model:, data:, ...); {found}")
+        try:
+            for key in self.bases:
+                value = content.get(key)
+                check_class_name(key, value.get("class_path") if isinstance(value, dict) else value, f"{key}:")
+            return super().parse_path(path, *args, **kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"--config {path}: {err}") from None
+
+    @classmethod
+    def check_command_line(cls, args: list[str]) -> None:
+        """`--model NAME` and `--data NAME` on a command line must name a class we know (read by argparse)."""
+        reader = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+        for key in cls.bases:
+            reader.add_argument(f"--{key}")
+        try:
+            given, _ = reader.parse_known_args([arg for arg in args if arg != "--"])
+        except argparse.ArgumentError:
+            return  # `--model` without a value: jsonargparse says so
+        for key in cls.bases:
+            check_class_name(key, getattr(given, key), f"--{key}")
+
+
+def check_class_name(key: str, value: Any, where: str) -> None:
+    """A class given by name (`Transformer`, not an import path) for `model` or `data` must be one we know."""
+    if not isinstance(value, str) or not value.isidentifier() or value in ("null", "None"):
+        return
+    base = NlpArenaParser.bases[key]
+    if value not in {sub.__name__ for sub in subclasses(base).values()}:
+        raise ConfigError(f"{where} {value}: unknown {key}; choose one of {', '.join(choices(base))}")
