@@ -7,7 +7,11 @@ Every command raises ConfigError for a setting that is not allowed (naming the k
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,21 +42,64 @@ def config_error_in(ex: BaseException | None) -> ConfigError | None:
     return None
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_in(ex: BaseException | None) -> str | None:
+    """`cannot write FILE: the disk is full (...)` when `ex` was caused by a full disk or quota, however deep Lightning
+    wrapped it (its TensorBoard logger turns the OSError into "you tried to log 0.001 ..."); else None."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, OSError) and ex.errno in DISK_FULL:
+            return f"cannot write {_file_of(ex)}: the disk is full ({os.strerror(ex.errno)})"
+        seen.add(id(ex))
+        ex = ex.__cause__ or (None if ex.__suppress_context__ else ex.__context__)
+    return None
+
+
+def _file_of(err: OSError) -> str:
+    """The file a failed write was writing: the error's own filename, else the innermost frame's `filename` or
+    `path` (an OSError raised by `file.write` names no file)."""
+    if err.filename:
+        return str(err.filename)
+    for frame, _ in reversed(list(traceback.walk_tb(err.__traceback__))):
+        for name in ("filename", "path", "file"):
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, bytes, os.PathLike)):  # TensorBoard's writer holds it as bytes
+                return os.fsdecode(value)
+    return "a file"
+
+
+def _quiet_disk_full_in_threads(args: threading.ExceptHookArgs) -> None:
+    """A writer thread's full disk (TensorBoard's) is raised again in the main thread, where it is one line: the
+    thread's own traceback would print a second one."""
+    if disk_full_in(args.exc_value) is None:
+        threading.__excepthook__(args)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """A ConfigError ends the command with `nlparena: error: ...` on stderr and exit status 2, a TrainingDiverged
-    with the same line and exit status 1; any other error propagates."""
+    """A ConfigError ends the command with `nlparena: error: ...` on stderr and exit status 2; a TrainingDiverged or
+    a full disk (the input was valid, the run failed) with the same line and exit status 1; any other error
+    propagates."""
+    hook, threading.excepthook = threading.excepthook, _quiet_disk_full_in_threads
     try:
         yield
     except Exception as err:
         if isinstance(err, TrainingDiverged):  # Lightning re-raises a callback's error as it is
             print(f"nlparena: error: {err}", file=sys.stderr)
             raise SystemExit(1) from None
+        full = disk_full_in(err)
+        if full is not None:
+            print(one_line(f"nlparena: error: {full}"), file=sys.stderr)
+            raise SystemExit(1) from None
         cause = config_error_in(err)
         if cause is None:
             raise
         print(one_line(f"nlparena: error: {cause}"), file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        threading.excepthook = hook
 
 
 def one_line(text: str, limit: int = MAX_LINE) -> str:

@@ -45,6 +45,7 @@ from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on
 from nlparena.cli.threads import set_threads
 from nlparena.errors import ConfigError, config_error_in, read_yaml
 from nlparena.models import ArenaModel
+from nlparena.models.checkpoint_file import write_checkpoints_atomically
 
 ARGS_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
@@ -226,7 +227,7 @@ class NlpArenaCLI(LightningCLI):
             forced = [callback for callback in forced if not isinstance(callback, ProgressBar)]
         check_trainer_settings(config)
         try:
-            return self._instantiate_trainer(config, forced)
+            return write_checkpoints_atomically(self._instantiate_trainer(config, forced))
         except REFUSALS as err:
             if config_error_in(err):
                 raise
