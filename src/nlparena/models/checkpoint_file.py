@@ -62,10 +62,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(temporary, target)
         except BaseException as err:
             Path(temporary).unlink(missing_ok=True)
-            if isinstance(err, OSError) and err.errno is not None and not err.filename:
-                raise OSError(err.errno, err.strerror, str(target)) from err  # name the checkpoint, not a buffer
+            cause = _os_error_in(err)  # torch's writer raises a RuntimeError from the file's OSError
+            if cause is not None and not cause.filename:
+                raise OSError(cause.errno, cause.strerror, str(target)) from err  # name the checkpoint
             raise
         return None
+
+
+def _os_error_in(err: BaseException | None) -> OSError | None:
+    """The OSError (with an errno) that `err` is or was raised from."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def write_checkpoints_atomically(trainer: Trainer) -> Trainer:
