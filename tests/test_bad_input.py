@@ -4,8 +4,11 @@ checkpoints, the file system, `translate`, `compare` and `schedule`."""
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -107,7 +110,47 @@ def made_once(tmp_path_factory) -> Path:
         if READ_ONLY.startswith("read_only"):
             Path("read_only").mkdir(mode=0o555)
         hugging_face_bert(vocab_size=Sentiment().vocab_size, d_model=8).save_pretrained("hf_bert")
+        write_hostile_files()
     return folder
+
+
+# -- hostile input and broken files (issue 22) -----------------------------------------------------------------------
+def billion_laughs(depth: int = 9) -> str:
+    """YAML whose aliases nest `depth` deep, 9 to a list: 9 ** depth values once written out, a few lines of file."""
+    names = "abcdefghijklmnopqrstuvwxyz"[:depth]
+    lines = [f"{names[0]}: &{names[0]} [{', '.join(9 * ['x'])}]"]
+    lines += [f"{name}: &{name} [{', '.join(9 * ['*' + prev])}]" for prev, name in itertools.pairwise(names)]
+    return "\n".join(lines) + "\n"
+
+
+def write_hostile_files() -> None:
+    """The files of the cases below, in the current folder (`made_once`)."""
+    Path("laughs.yaml").write_text(billion_laughs())
+    Path("compare/laughs.yaml").write_text(billion_laughs())
+    shutil.copytree("hf_bert", "hf_broken_config")
+    Path("hf_broken_config/config.json").write_text('{"model_type": "bert", "hidden_size": ')  # cut short
+    shutil.copytree("hf_bert", "hf_broken_weights")
+    Path("hf_broken_weights/model.safetensors").write_bytes(b"not safetensors")
+
+
+HOSTILE_CASES: dict[str, tuple[list[str], str]] = {
+    "config-billion-laughs": (["fit", "-c", "laughs.yaml", *FIT], "--config laughs.yaml: its aliases expand to more"),
+    "schedule-config-billion-laughs": (["schedule", "-c", "laughs.yaml", *FIT], "--config laughs.yaml: its aliases"),
+    "compare-config-billion-laughs": (["compare", "-c", "compare/laughs.yaml"], "compare/laughs.yaml: its aliases"),
+    "translate-beam-size-1000000": (
+        ["translate", f"--ckpt_path={CKPT}", "--decode=beam", "--beam_size=1000000", "3 4"],
+        "--beam_size 1000000: must be at most 16, the size of this model's vocabulary",
+    ),
+    "pretrained-hf-broken-config-json": (
+        ["fit", *BERT_SENTIMENT, "--model.pretrained=hf:hf_broken_config"],
+        "model.pretrained=hf:hf_broken_config: hf_broken_config/config.json is not a Hugging Face config",
+    ),
+    "pretrained-hf-broken-weights": (
+        ["fit", *BERT_SENTIMENT, "--model.pretrained=hf:hf_broken_weights", "--model.bert.d_model=8"],
+        "hf_broken_weights/model.safetensors cannot be read as weights",
+    ),
+    "schedule-out-read-only": (["schedule", *FIT, f"--out={READ_ONLY}/lr.png"], f"--out {READ_ONLY}/lr.png: "),
+}
 
 
 def _checkpoint_cases() -> dict[str, tuple[list[str], str]]:
@@ -392,6 +435,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "schedule-lr-negative": (["schedule", *FIT, "--optimizer.init_args.lr=-1"], "optimizer.init_args.lr=-1.0"),
     "schedule-missing-config": (["schedule", "-c", "nowhere.yaml", *FIT], "--config nowhere.yaml: no such file"),
     "schedule-config-duplicate-key": (["schedule", "-c", "duplicate.yaml", *FIT], "duplicate key 'max_epochs'"),
+    **HOSTILE_CASES,
 }
 
 
@@ -423,3 +467,77 @@ def test_a_bad_input_is_one_line_before_anything_runs(made_once, capsys, args, e
     assert "Traceback" not in err
     assert tree("logs") == before  # no new run folder; the earlier run's logs untouched
     assert not Path("logs/compare").exists()
+
+
+# -- hostile input and broken files (issue 22), cases that need a setup of their own -----------------------------------
+def one_line_error(capsys, args: list[str], expected: str, status: int) -> str:
+    """Run `nlparena ARGS`; assert it ended with exit status `status` and one line holding `expected`; the line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == status, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    line = err.splitlines()[0]
+    assert line.startswith("nlparena: error: ") and len(line) <= 300 and expected in line, line
+    return line
+
+
+def test_a_save_dir_that_is_a_dangling_link_is_one_line(made_once, capsys):
+    shutil.copytree(made_once, Path.cwd(), dirs_exist_ok=True)
+    Path("dangling").symlink_to("nowhere")
+    before = tree("logs")
+    args = ["fit", *FIT, "--trainer.logger.init_args.save_dir=dangling"]
+    one_line_error(capsys, args, "trainer.logger.init_args.save_dir=dangling: ", 2)
+    assert tree("logs") == before and not Path("nowhere").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """(folder, fill): a 1 MiB file system (tmpfs, unmounted at the end) and `fill(leave)`, which fills it up to
+    `leave` free bytes. Where mounting is not allowed, a plain folder and a `fill` that makes the TensorBoard writes
+    (leave 0) or the checkpoint writes (after half their bytes) fail with ENOSPC."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(folder)], capture_output=True)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fill(leave: int) -> None:
+        if mounted.returncode == 0:
+            (folder / "filler").write_bytes(bytes(max(0, shutil.disk_usage(folder).free - leave)))
+        elif leave == 0:
+            from tensorboard.compat.tensorflow_stub.io import gfile
+
+            monkeypatch.setattr(gfile.LocalFileSystem, "append", full)
+        else:
+            real_save = torch.save
+
+            def save_half(obj, file, *args, **kwargs):  # half the checkpoint's bytes, then the disk is full
+                real_save(obj, file, *args, **kwargs)
+                file.truncate(file.tell() // 2)
+                full()
+
+            monkeypatch.setattr(torch, "save", save_half)
+
+    yield folder, fill
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("leave", "written"),
+    [(0, ""), (10**9, ".ckpt")],  # nothing fits; the logs fit but not the checkpoint (several MB)
+    ids=["logs", "checkpoint"],
+)
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_checkpoint_cut_short(small_disk, capsys, leave, written):
+    folder, fill = small_disk
+    fill(leave)
+    big = ["--model.transformer.d_model=128", "--model.transformer.d_ff=512"]  # a checkpoint larger than the disk
+    args = ["fit", *FIT, *big, "--trainer.limit_train_batches=2", f"--trainer.logger.init_args.save_dir={folder}"]
+    line = one_line_error(capsys, args, "the disk is full", 1)
+    assert f"cannot write {folder}/" in line and line.split(": the disk")[0].endswith(written), line
+    for checkpoint in folder.rglob("*.ckpt"):  # none cut short: each one that is there loads
+        torch.load(checkpoint, weights_only=True)
+    assert not list(folder.rglob("*.tmp"))

@@ -7,7 +7,11 @@ Every command raises ConfigError for a setting that is not allowed (naming the k
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,21 +42,64 @@ def config_error_in(ex: BaseException | None) -> ConfigError | None:
     return None
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_in(ex: BaseException | None) -> str | None:
+    """`cannot write FILE: the disk is full (...)` when `ex` was caused by a full disk or quota, however deep Lightning
+    wrapped it (its TensorBoard logger turns the OSError into "you tried to log 0.001 ..."); else None."""
+    seen = set()
+    while ex is not None and id(ex) not in seen:
+        if isinstance(ex, OSError) and ex.errno in DISK_FULL:
+            return f"cannot write {_file_of(ex)}: the disk is full ({os.strerror(ex.errno)})"
+        seen.add(id(ex))
+        ex = ex.__cause__ or (None if ex.__suppress_context__ else ex.__context__)
+    return None
+
+
+def _file_of(err: OSError) -> str:
+    """The file a failed write was writing: the error's own filename, else the innermost frame's `filename` or
+    `path` (an OSError raised by `file.write` names no file)."""
+    if err.filename:
+        return str(err.filename)
+    for frame, _ in reversed(list(traceback.walk_tb(err.__traceback__))):
+        for name in ("filename", "path", "file"):
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, bytes, os.PathLike)):  # TensorBoard's writer holds it as bytes
+                return os.fsdecode(value)
+    return "a file"
+
+
+def _quiet_disk_full_in_threads(args: threading.ExceptHookArgs) -> None:
+    """A writer thread's full disk (TensorBoard's) is raised again in the main thread, where it is one line: the
+    thread's own traceback would print a second one."""
+    if disk_full_in(args.exc_value) is None:
+        threading.__excepthook__(args)
+
+
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """A ConfigError ends the command with `nlparena: error: ...` on stderr and exit status 2, a TrainingDiverged
-    with the same line and exit status 1; any other error propagates."""
+    """A ConfigError ends the command with `nlparena: error: ...` on stderr and exit status 2; a TrainingDiverged or
+    a full disk (the input was valid, the run failed) with the same line and exit status 1; any other error
+    propagates."""
+    hook, threading.excepthook = threading.excepthook, _quiet_disk_full_in_threads
     try:
         yield
     except Exception as err:
         if isinstance(err, TrainingDiverged):  # Lightning re-raises a callback's error as it is
             print(f"nlparena: error: {err}", file=sys.stderr)
             raise SystemExit(1) from None
+        full = disk_full_in(err)
+        if full is not None:
+            print(one_line(f"nlparena: error: {full}"), file=sys.stderr)
+            raise SystemExit(1) from None
         cause = config_error_in(err)
         if cause is None:
             raise
         print(one_line(f"nlparena: error: {cause}"), file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        threading.excepthook = hook
 
 
 def one_line(text: str, limit: int = MAX_LINE) -> str:
@@ -83,6 +130,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be given again (overrides)
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1}); give each key once")
@@ -90,17 +139,59 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_ALIAS_VALUES = 10_000  # values that aliases may add to a config, once written out (configs use a handful)
+
+
+def _written_out(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` holds once every alias in it is written out; memoised per node, so linear in the file
+    however deep aliases nest. A ConfigError for an alias inside its own anchor (a structure without end)."""
+    size = sizes.get(id(node))
+    if size == -1:
+        raise ConfigError(f"the alias of anchor at line {node.start_mark.line + 1} is inside that anchor (no end)")
+    if size is None:
+        sizes[id(node)] = -1  # being counted
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        size = sizes[id(node)] = 1 + sum(_written_out(child, sizes) for child in children)
+    return size
+
+
+def _load_bounded(text: str) -> Any:
+    """PyYAML's `load` with the unique-key loader, refusing aliases that would expand into more than
+    MAX_ALIAS_VALUES values (anchors of anchors, the "billion laughs"): built into Python objects, such a file is
+    small, but every later step that walks it (the CLI parser, a deep copy) walks each alias again."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        added = _written_out(node, sizes) - len(sizes)  # values that exist only as repeated aliases
+        if added > MAX_ALIAS_VALUES:
+            raise ConfigError(
+                f"its aliases expand to more than {MAX_ALIAS_VALUES} values (anchors of anchors, a 'billion laughs'); "
+                "write the values out"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path, what: str = "--config") -> Any:
     """The content of a YAML file; a ConfigError naming `what` and the file when it is missing, a folder, not valid
-    YAML or repeats a key."""
+    YAML, repeats a key or holds aliases that expand beyond MAX_ALIAS_VALUES values."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{what} {path}: is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"{what} {path}: no such file")
     try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+        return _load_bounded(path.read_text())  # a SafeLoader: no Python objects
     except ConfigError as err:
         raise ConfigError(f"{what} {path}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{what} {path}: not valid YAML ({one_line(str(err), 120)})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path}: nested too deep to be a config") from None

@@ -155,6 +155,29 @@ def test_warmup_longer_than_the_run_is_refused_before_the_first_step():
         fit("cosine", [Warmup(steps=20)])
 
 
+@pytest.mark.parametrize(
+    ("trial", "steps"),
+    [
+        ({"fast_dev_run": 2}, 2),
+        ({"max_steps": 3, "max_epochs": 4}, 3),
+        ({"max_steps": -1, "max_epochs": 2, "limit_train_batches": 2}, 4),
+    ],
+    ids=["fast_dev_run", "max_steps", "limit_train_batches"],
+)
+def test_a_short_trial_of_a_run_cuts_its_warmup_short_instead_of_refusing_it(trial, steps):
+    # the planned run: 8 steps an epoch, 2 or 4 epochs (16 or 32 steps), longer than the 10 warmup steps
+    lrs = fit("cosine", [Warmup(steps=10, start_factor=0.1)], **trial)
+    expected = [linear_warmup(k, 10, 0.1) * 0.5 * (1 + math.cos(math.pi * k / 16)) for k in range(steps)]
+    assert lrs == pytest.approx(expected)  # the first steps of the planned run's curve
+
+
+def test_a_warmup_longer_than_the_epochs_of_the_run_is_refused_in_a_short_trial_too():
+    with pytest.raises(ConfigError, match="40 warmup steps but the run has only 32 optimizer steps"):
+        fit("cosine", [Warmup(steps=40)], max_steps=3, max_epochs=4)
+    with pytest.raises(ConfigError, match="16 warmup steps but the run has only 8 optimizer steps"):
+        fit("cosine", [Warmup(epochs=2)], max_steps=3, max_epochs=1)
+
+
 def test_linear_scaling_multiplies_the_scheduled_lr_by_effective_over_reference_batch():
     # batch 4 × 1 device × 1 node × 2 accumulated = 8 = 4 × the reference batch of 2
     lrs = fit("cosine", [LinearScaling(reference_batch_size=2)], max_steps=8, accumulate_grad_batches=2)

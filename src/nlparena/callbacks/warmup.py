@@ -16,10 +16,12 @@ import math
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.data import sized_len
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader
 
 from nlparena.errors import ConfigError
 
@@ -160,10 +162,34 @@ class Warmup(LRFactor):
             self.warmup_steps = max(1, round(self.epochs * per_epoch))
         total = trainer.estimated_stepping_batches
         if math.isfinite(total) and self.warmup_steps > total:
-            raise ConfigError(
-                f"Warmup: {self.warmup_steps} warmup steps but the run has only {int(total)} optimizer steps"
+            planned = self.planned_steps(trainer)
+            if planned is not None and self.warmup_steps > planned:
+                raise ConfigError(
+                    f"Warmup: {self.warmup_steps} warmup steps but the run has only {planned} optimizer steps"
+                )
+            rank_zero_info(
+                f"Warmup: a short trial of {int(total)} optimizer steps (fast_dev_run, max_steps or a batch limit) "
+                f"ends within the {self.warmup_steps} warmup steps: the warmup is cut short with it"
             )
         super().on_train_start(trainer, pl_module)
+
+    def planned_steps(self, trainer: pl.Trainer) -> int | None:
+        """The optimizer steps of the run the config plans: its epochs of whole epochs, or its max_steps when no
+        epochs bound it; None for fast_dev_run or an endless run. fast_dev_run, and a max_steps or
+        limit_train_batches that ends the run sooner, make a short trial of that run: its warmup is cut short."""
+        if trainer.fast_dev_run:
+            return None
+        if trainer.max_epochs is None or trainer.max_epochs < 0:
+            return None if trainer.max_steps < 0 else trainer.max_steps
+        limited = trainer.num_training_batches
+        if self.epochs is not None and self.epochs > trainer.max_epochs:  # counted in the epochs the warmup has
+            return trainer.max_epochs * math.ceil(limited / trainer.accumulate_grad_batches)
+        loader = trainer.train_dataloader
+        batches = sized_len(loader) if isinstance(loader, DataLoader) else None  # without limit_train_batches
+        batches = limited if batches is None else batches
+        if not math.isfinite(batches):
+            return None
+        return max(trainer.max_epochs, 1) * math.ceil(batches / trainer.accumulate_grad_batches)
 
     def state_dict(self) -> dict[str, Any]:
         return {"warmup_steps": self.warmup_steps, "mode": self.mode, "start_factor": self.start_factor}

@@ -208,6 +208,8 @@ def check_save_dirs(trainer: Trainer) -> None:
         key = f"trainer.logger.init_args.save_dir={save_dir}"
         existing = Path(save_dir).absolute()
         while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():  # a link to nothing: no folder can be made through it
+                raise ConfigError(f"{key}: {existing} is a link to {os.readlink(existing)}, which does not exist")
             existing = existing.parent
         if not existing.is_dir():
             raise ConfigError(f"{key}: {existing} is a file, not a folder; give a folder for the logs")

@@ -52,6 +52,7 @@ from nlparena.cli.refusals import REFUSALS, build_error, trainer_refusal
 from nlparena.cli.threads import set_threads
 from nlparena.errors import ConfigError, config_error_in
 from nlparena.models import ArenaModel
+from nlparena.models.checkpoint_file import write_checkpoints_atomically
 
 __all__ = ["NlpArenaCLI", "subclasses"]
 
@@ -181,7 +182,7 @@ class NlpArenaCLI(LightningCLI):
             saver = self.save_config_callback(parser, self.settings(self.config), **self.save_config_kwargs)
             config["callbacks"].append(saver)
         try:
-            return self.trainer_class(**config)
+            return write_checkpoints_atomically(self.trainer_class(**config))
         except REFUSALS as err:
             if config_error_in(err):
                 raise

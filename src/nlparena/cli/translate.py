@@ -75,6 +75,12 @@ def translate(args: list[str]) -> None:
     if opts.length_penalty is not None and opts.length_penalty < 0:  # ... of model.length_penalty
         raise ConfigError(f"--length_penalty {opts.length_penalty}: must be at least 0 (0: rank by log-probability)")
     model, vocab = load_translation_model(Path(opts.ckpt_path))
+    if opts.beam_size is not None and opts.beam_size > len(vocab):
+        # each beam is a copy of the input through the decoder: a million of them never ends; wider than the
+        # vocabulary, a beam only keeps more of the unlikely continuations
+        raise ConfigError(
+            f"--beam_size {opts.beam_size}: must be at most {len(vocab)}, the size of this model's vocabulary"
+        )
     settings = {"decoding": opts.decode, "beam_size": opts.beam_size, "length_penalty": opts.length_penalty}
     for name, value in settings.items():
         if value is not None:
