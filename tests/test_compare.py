@@ -199,15 +199,15 @@ def test_report_only_without_logs_gives_one_line(capsys):
     assert err.startswith("nlparena: error: --report-only: no run of tiny.yaml has logs under logs/compare/tiny")
 
 
+RUN_ENTRY = "bad.yaml: Parser key \"runs\": Problem with given class_path 'nlparena.compare.config.RunEntry': "
 BAD_CONFIGS = {
     "unknown-key": (
         {**TINY_COMPARE, "trainer": {"max_epochs": 1}},
-        "bad.yaml: trainer: unknown key; allowed: baseline, curve, name, pretraining, runs, seeds, shared, slurm, "
-        "sweep, target",
+        "bad.yaml: Option 'trainer.max_epochs' is not accepted",
     ),
     "unknown-run-key": (
         {**TINY_COMPARE, "runs": [{"name": "a", "arg": ["--model=Seq2Seq"]}]},
-        "bad.yaml: runs[0].arg: unknown key; allowed: args, baseline, configs, name, sweep",
+        f"{RUN_ENTRY}Option 'arg' is not accepted",
     ),
     "duplicate-run-names": (
         {**TINY_COMPARE, "runs": [TINY_RUNS[0], {**TINY_RUNS[2], "name": "transformer"}]},
@@ -215,12 +215,12 @@ BAD_CONFIGS = {
     ),
     "missing-config-file": (
         {**TINY_COMPARE, "runs": [{**TINY_RUNS[0], "configs": ["configs/nowhere.yaml"]}]},
-        "bad.yaml: runs[0].configs: configs/nowhere.yaml: no such file",
+        (f'{RUN_ENTRY}Parser key "configs": Not of type Path_fr: File does not exist: \'/', "/configs/nowhere.yaml'"),
     ),
     "no-runs": ({**TINY_COMPARE, "runs": []}, "bad.yaml: runs=[]: must be a non-empty list of runs"),
     "unsafe-run-name": (
         {**TINY_COMPARE, "runs": [{**TINY_RUNS[0], "name": "../escape"}]},
-        "bad.yaml: runs[0].name='../escape': must be a folder name of letters, digits",
+        f'{RUN_ENTRY}Parser key "name": Not of type FolderName: ../escape does not match regular expression',
     ),
     "bad-setting-in-the-last-run": (
         {
@@ -238,7 +238,8 @@ def test_bad_compare_config_gives_one_line_before_any_run(capsys, config, expect
         run_cli("compare", "-c", write_config("bad.yaml", config))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("nlparena: error: ") and expected in err, err
+    parts = expected if isinstance(expected, tuple) else (expected,)  # around a path that depends on the folder
+    assert err.startswith("nlparena: error: ") and all(part in err for part in parts), err
     assert not Path("logs").exists()
 
 
