@@ -83,6 +83,15 @@ COMPARE = {  # file name -> content of a compare config
         "runs": [{**TINY_RUN, "sweep": {"model.transformer.d_model": [16, 0]}}],
     },
     "slurm_not_a_mapping": {"shared": SHARED, "slurm": "gpu", "runs": [TINY_RUN]},
+    "monitor_never_logged": {
+        "shared": SHARED,
+        "runs": [
+            {
+                "name": "a",
+                "args": [*TINY_MODEL, "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/nothing"],
+            }
+        ],
+    },
 }
 
 
@@ -403,6 +412,11 @@ CASES: dict[str, tuple[list[str], str]] = {
         f"compare-{name.replace('_', '-')}": (["compare", "-c", f"compare/{name}.yaml"], f"compare/{name}.yaml: ")
         for name in [*COMPARE, "duplicate_key", "empty", "list", "invalid"]
     },
+    # the check `nlparena fit` makes when it starts, made once before the first trial (not inside every trial)
+    "compare-monitor-never-logged": (
+        ["compare", "-c", "compare/monitor_never_logged.yaml"],
+        "compare/monitor_never_logged.yaml: runs[0] (a): trainer.callbacks EarlyStopping(monitor='val/nothing'): ",
+    ),
     "compare-missing-config": (["compare", "-c", "compare/nowhere.yaml"], "--config compare/nowhere.yaml: no such"),
     "compare-without-config": (["compare"], "-c/--config"),
     "compare-force-and-report-only": (

@@ -25,9 +25,9 @@ from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
 
 ROOT = Path(__file__).parents[1]
 SHARED = ["--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=2", "--seed_everything=0"]
-# A typo in the metric a plateau scheduler watches: every setting parses and instantiates, and the run crashes
-# inside training, when the scheduler first steps after epoch 1.
-CRASHES_IN_TRAINING = ["--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val/exact_macth"]
+# An lr so high that the first step's loss is NaN: every setting passes the checks made before the first trial
+# (a misspelt monitor no longer does: it is refused up front), and the run stops inside training, exit 1.
+CRASHES_IN_TRAINING = ["--optimizer.init_args.lr=1e30"]
 TINY_RUNS = [
     {"name": "transformer", "args": TINY_MODEL},
     {"name": "broken", "args": [*TINY_MODELS["Seq2Seq"], *CRASHES_IN_TRAINING]},
@@ -129,20 +129,20 @@ def test_a_crashing_run_is_reported_failed_while_the_others_complete(tiny_compar
     lines = printed.splitlines()
     assert "[2/3] broken: running (logs/compare/tiny/broken/version_0)" in lines
     failed = next(line for line in lines if line.startswith("[2/3] broken: failed"))
-    assert failed.startswith("[2/3] broken: failed (exit 1): ") and "val/exact_macth" in failed
+    assert failed.startswith("[2/3] broken: failed (exit 1): ") and "train loss is nan" in failed
     assert any(re.fullmatch(r"\[3/3\] seq2seq: finished in \d+ s, best val/exact_match \d\.\d{3}", x) for x in lines)
     assert lines[-1] == "report: logs/compare/tiny/report.md (1 failed: broken)"
 
     marker = json.loads((LOGS / "broken/version_0/compare.json").read_text())
     assert marker["status"] == "failed" and marker["exit_code"] == 1
-    assert "val/exact_macth" in marker["error"] and "Traceback (most recent call last):" not in marker["error"]
+    assert "train loss is nan" in marker["error"] and "Traceback (most recent call last):" not in marker["error"]
     assert json.loads((LOGS / "seq2seq/version_0/compare.json").read_text())["status"] == "finished"
     row = read_csv(LOGS / "results.csv")["broken"]
     assert row["status"] == "failed" and row["test_exact_match"] == "" and row["fit_seconds"] == ""
     report = (LOGS / "report.md").read_text()
     assert "| broken | 0 | failed | Seq2Seq | " in report
     failures = report.split("## Failed runs")[1].split("##")[0]
-    assert "`broken` (logs/compare/tiny/broken/version_0), exit 1: " in failures and "val/exact_macth" in failures
+    assert "`broken` (logs/compare/tiny/broken/version_0), exit 1: " in failures and "train loss is nan" in failures
 
 
 def test_running_compare_again_skips_finished_runs(tiny_compare, capsys):
@@ -199,15 +199,15 @@ def test_report_only_without_logs_gives_one_line(capsys):
     assert err.startswith("nlparena: error: --report-only: no run of tiny.yaml has logs under logs/compare/tiny")
 
 
+RUN_ENTRY = "bad.yaml: Parser key \"runs\": Problem with given class_path 'nlparena.compare.config.RunEntry': "
 BAD_CONFIGS = {
     "unknown-key": (
         {**TINY_COMPARE, "trainer": {"max_epochs": 1}},
-        "bad.yaml: trainer: unknown key; allowed: baseline, curve, name, pretraining, runs, seeds, shared, slurm, "
-        "sweep, target",
+        "bad.yaml: Option 'trainer.max_epochs' is not accepted",
     ),
     "unknown-run-key": (
         {**TINY_COMPARE, "runs": [{"name": "a", "arg": ["--model=Seq2Seq"]}]},
-        "bad.yaml: runs[0].arg: unknown key; allowed: args, baseline, configs, name, sweep",
+        f"{RUN_ENTRY}Option 'arg' is not accepted",
     ),
     "duplicate-run-names": (
         {**TINY_COMPARE, "runs": [TINY_RUNS[0], {**TINY_RUNS[2], "name": "transformer"}]},
@@ -215,12 +215,12 @@ BAD_CONFIGS = {
     ),
     "missing-config-file": (
         {**TINY_COMPARE, "runs": [{**TINY_RUNS[0], "configs": ["configs/nowhere.yaml"]}]},
-        "bad.yaml: runs[0].configs: configs/nowhere.yaml: no such file",
+        (f'{RUN_ENTRY}Parser key "configs": Not of type Path_fr: File does not exist: \'/', "/configs/nowhere.yaml'"),
     ),
     "no-runs": ({**TINY_COMPARE, "runs": []}, "bad.yaml: runs=[]: must be a non-empty list of runs"),
     "unsafe-run-name": (
         {**TINY_COMPARE, "runs": [{**TINY_RUNS[0], "name": "../escape"}]},
-        "bad.yaml: runs[0].name='../escape': must be a folder name of letters, digits",
+        f'{RUN_ENTRY}Parser key "name": Not of type FolderName: ../escape does not match regular expression',
     ),
     "bad-setting-in-the-last-run": (
         {
@@ -238,7 +238,8 @@ def test_bad_compare_config_gives_one_line_before_any_run(capsys, config, expect
         run_cli("compare", "-c", write_config("bad.yaml", config))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("nlparena: error: ") and expected in err, err
+    parts = expected if isinstance(expected, tuple) else (expected,)  # around a path that depends on the folder
+    assert err.startswith("nlparena: error: ") and all(part in err for part in parts), err
     assert not Path("logs").exists()
 
 

@@ -226,20 +226,26 @@ class NlpArenaCLI(LightningCLI):
         self.model.configure_optimizers = MethodType(configure, self.model)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Check what the run needs (the log folder, the checkpoint against the model, the monitored metrics), then
-        run, with the start-up lines held back until the work starts (`ReleaseAtStart`); a run that fails before it
-        trained or logged anything leaves no run folder."""
+        """Check what the run needs (`check_run_can_start`), then run, with the start-up lines held back until the
+        work starts (`ReleaseAtStart`); a run that fails before it trained or logged anything leaves no run folder."""
+        self.check_run_can_start()
+        self.run_checked(lambda: super(NlpArenaCLI, self)._run_subcommand(subcommand))
+
+    def check_run_can_start(self) -> None:
+        """What a run checks when it starts, each a ConfigError line: the log folder can be written, the checkpoint
+        of `--ckpt_path` fits the model, and, when fitting, every monitored metric is one the model logs. A CLI built
+        with run=False is taken to be fitted (as `nlparena compare` fits each trial)."""
+        fitting = self.subcommand in (None, "fit")
         check_save_dirs(self.trainer)
         built = self.settings(self.config_init)
         if self.checkpoint is not None:
-            path = self.config[subcommand].ckpt_path
+            path = self.settings(self.config).ckpt_path
             check_checkpoint_fits(self.checkpoint, path, self.model, self.datamodule)
-            if subcommand == "fit":
+            if fitting:
                 check_optimizer_state(self.checkpoint, path, self.model, built.get("optimizer"))
             self.checkpoint = None
-        if subcommand == "fit":
+        if fitting:
             check_monitors(self.trainer, self.model, built.get("lr_scheduler"))
-        self.run_checked(lambda: super(NlpArenaCLI, self)._run_subcommand(subcommand))
 
     def run_checked(self, work: Callable[[], Any]) -> Any:
         """`work()` (a Trainer's fit, test, ...) with the start-up lines held back until the work starts

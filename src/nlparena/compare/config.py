@@ -11,9 +11,13 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from nlparena.errors import ConfigError, read_yaml
+from jsonargparse import ArgumentParser
+from jsonargparse.typing import NonNegativeInt, Path_fr, restricted_string_type
+
+from nlparena.cli.parser import NlpArenaParser
+from nlparena.errors import ConfigError, config_error_in, read_yaml
 
 MARKER = "compare.json"  # written last into a run's version folder: the run finished (or failed)
 
@@ -54,13 +58,7 @@ def logger_args(save_dir: str, name: str, version: int) -> list[str]:
     ]
 
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name on every system; no '..', no '/'
-KEYS = {"name", "shared", "target", "runs", "seeds", "baseline", "sweep", "slurm", "pretraining", "curve"}
-SHARED_KEYS = {"configs", "args"}
-RUN_KEYS = {"name", "configs", "args", "sweep", "baseline"}
-PRETRAINING_KEYS = {"name", "configs", "args"}
 PRETRAINED = "{pretraining}"  # in a run's args: the checkpoint of the `pretraining` run of the same seed
-SWEEP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a config key: optimizer.init_args.lr
 ERROR_LINES = 20  # of a failed run's stderr, kept in its compare.json
 ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exception messages can be long)
 
@@ -202,118 +200,119 @@ class Record:
         return int(self.version_dir.name.removeprefix("version_")) if self.version_dir else -1
 
 
-# -- the compare config ---------------------------------------------------------------------------------------------
+# -- the compare config: what a YAML file may hold, as dataclasses that jsonargparse checks -----------------------
+
+# a folder name on every system: no '..', no '/'
+FolderName = restricted_string_type("FolderName", r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+CONFIG_KEY = re.compile(r"(--)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # optimizer.init_args.lr
 
 
-def _strings(value: Any, key: str) -> tuple[str, ...]:
-    """A YAML list of strings, else a ConfigError naming `key`."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{key}={value!r}: must be a list of strings")
-    return tuple(value)
-
-
-def _known_keys(mapping: Any, allowed: set[str], key: str) -> dict[str, Any]:
-    """`mapping` as a dict whose keys are all in `allowed`, else a ConfigError naming the first other key."""
-    if not isinstance(mapping, dict):
-        what = key or "a compare config"
-        raise ConfigError(f"{what}: must be a mapping with keys {', '.join(sorted(allowed))}; got {mapping!r}")
-    for name in mapping:
-        if name not in allowed:
-            where = f"{key}.{name}" if key else str(name)
-            raise ConfigError(f"{where}: unknown key; allowed: {', '.join(sorted(allowed))}")
-    return mapping
-
-
-def _existing(paths: tuple[str, ...], key: str) -> tuple[str, ...]:
-    for path in paths:
-        if not Path(path).is_file():
-            raise ConfigError(f"{key}: {path}: no such file (config paths are relative to the current folder)")
-    return paths
-
-
-def _safe_name(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
-        raise ConfigError(f"{key}={value!r}: must be a folder name of letters, digits, '.', '_' or '-'")
-    return value
-
-
-def _parse_sweep(value: Any, key: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    """`{config key: [values]}`, each list non-empty and without repeats."""
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}={value!r}: must be a mapping of config keys to lists of values")
-    sweep = []
-    for name, values in value.items():
-        if not isinstance(name, str) or not SWEEP_KEY.fullmatch(name.removeprefix("--")):
+def check_values(grid: dict[str, list[Any]], key: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """A sweep or curve (config key -> values) as (key without `--`, values) pairs; each list non-empty and without
+    repeats, else a ConfigError naming `key` (jsonargparse checks a mapping's values, not its keys)."""
+    for name, values in grid.items():
+        if not CONFIG_KEY.fullmatch(name):
             raise ConfigError(f"{key}.{name}: must be a config key such as optimizer.init_args.lr")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{key}.{name}={values!r}: must be a non-empty list of values")
-        if len({cli_value(v) for v in values}) != len(values):
-            raise ConfigError(f"{key}.{name}={values!r}: a value is repeated")
-        sweep.append((name.removeprefix("--"), tuple(values)))
-    return tuple(sweep)
+        if not values or len({cli_value(v) for v in values}) != len(values):
+            raise ConfigError(f"{key}.{name}={values!r}: must be a non-empty list of values, none repeated")
+    return tuple((name.removeprefix("--"), tuple(values)) for name, values in grid.items())
 
 
-def parse_seeds(value: Any, key: str) -> tuple[int, ...]:
-    """A non-empty list of distinct whole numbers (at least 0)."""
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
-        or len(set(value)) != len(value)
-    ):
-        raise ConfigError(f"{key}={value!r}: must be a non-empty list of distinct whole numbers >= 0, e.g. [0, 1, 2]")
-    return tuple(value)
+def check_seeds(seeds: list[int], key: str) -> tuple[int, ...]:
+    """Seeds (each already a whole number >= 0) as a tuple; a ConfigError naming `key` if none or one repeats."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{key}={list(seeds)!r}: must be a non-empty list of distinct whole numbers, e.g. [0, 1, 2]")
+    return tuple(seeds)
 
 
-def _parse_runs(entries: Any) -> tuple[Run, ...]:
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"runs={entries!r}: must be a non-empty list of runs (each with name, configs, args)")
-    runs: list[Run] = []
-    for i, entry in enumerate(entries):
-        entry = _known_keys(entry, RUN_KEYS, f"runs[{i}]")
-        if "name" not in entry:
-            raise ConfigError(f"runs[{i}]: missing key 'name'")
-        name = _safe_name(entry["name"], f"runs[{i}].name")
-        earlier = [j for j, run in enumerate(runs) if run.name == name]
-        if earlier:
-            raise ConfigError(
-                f"runs[{i}].name={name!r}: duplicate run name (also runs[{earlier[0]}]); names must differ"
-            )
-        configs = _existing(_strings(entry.get("configs"), f"runs[{i}].configs"), f"runs[{i}].configs")
-        sweep = _parse_sweep(entry.get("sweep"), f"runs[{i}].sweep")
-        baseline = entry.get("baseline")
-        runs.append(Run(name, configs, _strings(entry.get("args"), f"runs[{i}].args"), sweep, baseline))
-    names = [run.name for run in runs]
-    for i, run in enumerate(runs):
-        if run.baseline is not None and run.baseline not in names:
-            raise ConfigError(
-                f"runs[{i}].baseline={run.baseline!r}: not a run of this comparison; choose one of {', '.join(names)}"
-            )
-    return tuple(runs)
+@dataclass
+class SharedEntry:
+    """`shared`: the configs and args every run is given first (not the pretraining run)."""
+
+    configs: list[Path_fr] = field(default_factory=list)  # relative to the current folder
+    args: list[str] = field(default_factory=list)
 
 
-def _parse_pretraining(value: Any) -> Run | None:
-    """The `pretraining` run: a name (default `pretraining`), its own configs and args (not the shared ones)."""
-    if value is None:
-        return None
-    entry = _known_keys(value, PRETRAINING_KEYS, "pretraining")
-    name = _safe_name(entry.get("name", "pretraining"), "pretraining.name")
-    configs = _existing(_strings(entry.get("configs"), "pretraining.configs"), "pretraining.configs")
-    return Run(name, configs, _strings(entry.get("args"), "pretraining.args"))
+@dataclass
+class RunEntry:
+    """An entry of `runs`: its name (its log folder), what `nlparena fit` is given on top of `shared`, the values it
+    sweeps on top of the shared `sweep`, and the run it is judged against (else the comparison's `baseline`)."""
+
+    name: FolderName
+    configs: list[Path_fr] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    baseline: str | None = None
+
+    def __post_init__(self) -> None:
+        check_values(self.sweep, f"runs ({self.name}).sweep")
 
 
-def _parse_curve(value: Any) -> tuple[str, tuple[Any, ...]] | None:
-    """`{config key: [values]}` with one key."""
-    if value is None:
-        return None
-    curve = _parse_sweep(value, "curve")
-    if len(curve) != 1:
-        raise ConfigError(f"curve={value!r}: must name one config key, e.g. {{data.train_size: [50, 200, 1000]}}")
-    return curve[0]
+@dataclass
+class PretrainingEntry:
+    """`pretraining`: run once per seed before the runs, with its own configs and args (not the shared ones)."""
+
+    name: FolderName = "pretraining"
+    configs: list[Path_fr] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompareConfig:
+    """A compare config as its YAML file gives it; the rules that span keys are checked in `__post_init__`."""
+
+    runs: list[RunEntry]
+    name: FolderName | None = None  # default: the file's name without .yaml
+    shared: SharedEntry = field(default_factory=SharedEntry)
+    target: float | None = None  # the headline metric to reach (the report counts the steps to it)
+    seeds: list[NonNegativeInt] | None = None  # None: the seed the configs give
+    baseline: str | None = None
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)  # submitit's executor parameters for `--executor slurm`
+    pretraining: PretrainingEntry | None = None
+    curve: dict[str, list[Any]] | None = None  # one config key: every run at every value
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ConfigError("runs=[]: must be a non-empty list of runs (each with name, configs, args)")
+        names = [run.name for run in self.runs]
+        for i, run in enumerate(self.runs):
+            if run.name in names[:i]:
+                raise ConfigError(
+                    f"runs[{i}].name={run.name!r}: duplicate run name (also runs[{names.index(run.name)}]); "
+                    "names must differ"
+                )
+            self._check_baseline(run.baseline, f"runs[{i}].baseline", names)
+            if self.pretraining is None and any(PRETRAINED in arg for arg in run.args):
+                raise ConfigError(
+                    f"runs[{i}].args: {PRETRAINED} names the pretraining checkpoint, but this comparison has no "
+                    "`pretraining` run"
+                )
+        self._check_baseline(self.baseline, "baseline", names)
+        if self.pretraining is not None and self.pretraining.name in names:
+            raise ConfigError(f"pretraining.name={self.pretraining.name!r}: also the name of a run; names must differ")
+        if self.seeds is not None:
+            check_seeds(self.seeds, "seeds")
+        check_values(self.sweep, "sweep")
+        if self.curve is not None and len(self.curve) != 1:
+            raise ConfigError(f"curve={self.curve!r}: must name one config key, e.g. {{data.train_size: [50, 200]}}")
+        check_values(self.curve or {}, "curve")
+
+    @staticmethod
+    def _check_baseline(baseline: str | None, key: str, names: list[str]) -> None:
+        if baseline is not None and baseline not in names:
+            raise ConfigError(f"{key}={baseline!r}: not a run of this comparison; choose one of {', '.join(names)}")
+
+
+class CompareConfigParser(NlpArenaParser):
+    """The CLI's parser (one line naming the key) for a compare config. The parsers jsonargparse makes for the
+    entries of `runs` (it makes them with exit_on_error=False) raise jsonargparse's own error, so that the top
+    parser's one line also says which key held the entry."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            ArgumentParser.error(self, message, ex)
+        super().error(message, ex)
 
 
 def point_name(key: str, value: Any) -> str:
@@ -345,48 +344,50 @@ def along_curve(
     )
 
 
+def read_compare_config(path: Path) -> CompareConfig:
+    """The compare config in `path` as a CompareConfig, checked by jsonargparse against its dataclasses (unknown keys,
+    types, files that do not exist) and by their `__post_init__`; every error is one ConfigError line naming the
+    file and the key."""
+    content = read_yaml(path, "--config")  # one line if missing, a folder, not YAML, or repeating a key
+    try:
+        if not isinstance(content, dict):
+            raise ConfigError(f"must be a mapping of keys (runs:, shared:, seeds:, ...); got {content!r}")
+        parser = CompareConfigParser(prog="nlparena compare", default_env=False)
+        parser.add_class_arguments(CompareConfig)
+        parsed = parser.instantiate(parser.parse_object(content))
+        return CompareConfig(**vars(parsed))
+    except Exception as err:
+        cause = config_error_in(err)
+        if cause is None:
+            raise
+        raise ConfigError(f"{path}: {cause}") from None
+
+
 def load_comparison(path: Path) -> Comparison:
     """Read and check a compare config; every error is one ConfigError line naming the file and the key."""
-    raw = read_yaml(path, "--config")  # one line if missing, a folder, not YAML, or repeating a key
-    try:
-        raw = _known_keys(raw, KEYS, "")
-        shared = _known_keys(raw.get("shared") or {}, SHARED_KEYS, "shared")
-        target = raw.get("target")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
-            raise ConfigError(f"target={target!r}: must be a number (the headline metric to reach)")
-        entries = _parse_runs(raw.get("runs"))
-        baseline = raw.get("baseline")
-        if baseline is not None and baseline not in [run.name for run in entries]:
-            names = ", ".join(run.name for run in entries)
-            raise ConfigError(f"baseline={baseline!r}: not a run of this comparison; choose one of {names}")
-        pretraining = _parse_pretraining(raw.get("pretraining"))
-        if pretraining is not None and pretraining.name in [run.name for run in entries]:
-            raise ConfigError(f"pretraining.name={pretraining.name!r}: also the name of a run; names must differ")
-        if pretraining is None:
-            for i, run in enumerate(entries):
-                if any(PRETRAINED in arg for arg in run.args):
-                    raise ConfigError(
-                        f"runs[{i}].args: {PRETRAINED} names the pretraining checkpoint, but this "
-                        "comparison has no `pretraining` run"
-                    )
-        curve = _parse_curve(raw.get("curve"))
-        runs = along_curve(entries, curve, baseline)
-        slurm = raw.get("slurm") or {}
-        if not isinstance(slurm, dict):
-            raise ConfigError(f"slurm={slurm!r}: must be a mapping of submitit's slurm parameters")
-        return Comparison(
-            source=path,
-            name=_safe_name(raw.get("name", path.stem), "name"),
-            runs=runs,
-            shared_configs=_existing(_strings(shared.get("configs"), "shared.configs"), "shared.configs"),
-            shared_args=_strings(shared.get("args"), "shared.args"),
-            target=None if target is None else float(target),
-            seeds=(None,) if raw.get("seeds") is None else parse_seeds(raw.get("seeds"), "seeds"),
-            baseline=baseline,
-            sweep=_parse_sweep(raw.get("sweep"), "sweep"),
-            slurm=slurm,
-            pretraining=pretraining,
-            curve=curve,
-        )
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+    config = read_compare_config(path)
+    entries = tuple(
+        Run(run.name, paths(run.configs), tuple(run.args), check_values(run.sweep, "sweep"), run.baseline)
+        for run in config.runs
+    )
+    pretraining = config.pretraining
+    curve = check_values(config.curve, "curve")[0] if config.curve else None
+    return Comparison(
+        source=path,
+        name=config.name or path.stem,
+        runs=along_curve(entries, curve, config.baseline),
+        shared_configs=paths(config.shared.configs),
+        shared_args=tuple(config.shared.args),
+        target=config.target,
+        seeds=(None,) if config.seeds is None else tuple(config.seeds),
+        baseline=config.baseline,
+        sweep=check_values(config.sweep, "sweep"),
+        slurm=config.slurm,
+        pretraining=pretraining and Run(pretraining.name, paths(pretraining.configs), tuple(pretraining.args)),
+        curve=curve,
+    )
+
+
+def paths(files: list[Path_fr]) -> tuple[str, ...]:
+    """Config files as the user gave them (relative to the current folder)."""
+    return tuple(str(file) for file in files)

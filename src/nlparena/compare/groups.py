@@ -4,12 +4,12 @@ its verdicts against the baseline (`nlparena.compare.statistics`) and the sweep 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from nlparena.callbacks.test_outputs import FILE_NAME as TEST_OUTPUTS
 from nlparena.compare.config import Record
-from nlparena.compare.statistics import STATISTICS, Verdict, across_seeds, paired_bootstrap, summarize
+from nlparena.compare.statistics import STATISTICS, Summary, Verdict, across_seeds, paired_bootstrap, summarize
 from nlparena.events import RunEvents
 
 
@@ -72,18 +72,37 @@ def _better(a: float, b: float, mode: str) -> bool:
     return a > b if mode == "max" else a < b
 
 
-def summary_rows(selected: dict[str, Group], columns: list[str]) -> list[dict[str, Any]]:
-    """Per run (its selected setting): seeds, and for each column mean, 95 % CI and min / max over seeds."""
-    rows = []
-    for run, group in selected.items():
-        row: dict[str, Any] = {"run": run, "setting": group.setting, "seeds": len(group.finished())}
-        for column in columns:
-            values = group.values(column)
-            stats = summarize(values) if values else None
-            for name in ("mean", "ci_low", "ci_high", "min", "max"):
-                row[f"{column}_{name}"] = None if stats is None else getattr(stats, name)
-        rows.append(row)
-    return rows
+SUMMARY_FIELDS = ("mean", "ci_low", "ci_high", "min", "max")  # of a Summary, in summary.csv
+
+
+@dataclass
+class RunSummary:
+    """One run (its selected setting) over its finished seeds: a Summary per column, None where no seed has one."""
+
+    run: str
+    setting: str
+    seeds: int
+    columns: dict[str, Summary | None]
+
+    def csv_row(self) -> dict[str, Any]:
+        """The run's row of summary.csv: `<column>_mean`, `_ci_low`, `_ci_high`, `_min` and `_max` per column."""
+        row: dict[str, Any] = {"run": self.run, "setting": self.setting, "seeds": self.seeds}
+        for column, stats in self.columns.items():
+            row |= {f"{column}_{name}": None if stats is None else getattr(stats, name) for name in SUMMARY_FIELDS}
+        return row
+
+
+def summarize_runs(selected: dict[str, Group], columns: list[str]) -> list[RunSummary]:
+    """Per run (its selected setting): its seeds, and each column's mean, 95 % CI and min / max over them."""
+    return [
+        RunSummary(
+            run,
+            group.setting,
+            len(group.finished()),
+            {c: summarize(v) if (v := group.values(c)) else None for c in columns},
+        )
+        for run, group in selected.items()
+    ]
 
 
 def read_test_outputs(record: Record) -> dict[int, tuple[str, str, int]] | None:
@@ -130,40 +149,47 @@ def paired_outputs(candidate: Group, baseline: Group, statistic: str) -> tuple[A
     return ids[0], ids[1], ids[2]
 
 
+@dataclass
+class BaselineVerdicts:
+    """A run against its baseline on the test headline metric: the paired bootstrap over test examples and Welch's
+    t-test over the seeds' values (None where there is too little to test)."""
+
+    run: str
+    baseline: str
+    metric: str
+    bootstrap: Verdict | None = None
+    seeds: Verdict | None = None
+
+    def csv_row(self) -> dict[str, Any]:
+        """The pair's row of verdicts.csv: `bootstrap_<field>` and `seeds_<field>` for each Verdict field."""
+        row: dict[str, Any] = {"run": self.run, "baseline": self.baseline, "metric": self.metric}
+        for prefix, verdict in (("bootstrap", self.bootstrap), ("seeds", self.seeds)):
+            if verdict is not None:
+                row |= {f"{prefix}_{name}": value for name, value in asdict(verdict).items()}
+        return row
+
+
 def verdicts(
     selected: dict[str, Group], pairs: list[tuple[str, str]], test_metric: str, mode: str
-) -> list[dict[str, Any]]:
+) -> list[BaselineVerdicts]:
     """Each (run, baseline) pair on the test headline metric: the paired bootstrap over test examples (Koehn 2004) and
     Welch's t-test over the seeds' test values. Pairs whose runs have no trials are left out."""
     name = test_metric.removeprefix("test/")
     statistic = STATISTICS.get(name)
-    rows = []
+    found = []
     for run, baseline in pairs:
         group, base = selected.get(run), selected.get(baseline)
         if group is None or base is None:
             continue
-        row: dict[str, Any] = {"run": run, "baseline": baseline, "metric": test_metric}
+        pair = BaselineVerdicts(run, baseline, test_metric)
         paired = paired_outputs(group, base, name) if statistic else None
         if paired is not None:
-            cand, base_out, refs = paired
-            v = paired_bootstrap(cand, base_out, refs, statistic, mode)
-            row.update(_verdict_columns("bootstrap", v))
+            pair.bootstrap = paired_bootstrap(*paired, statistic, mode)
         seeds_a, seeds_b = group.values(column_name(test_metric)), base.values(column_name(test_metric))
         if len(seeds_a) >= 2 and len(seeds_b) >= 2:
-            row.update(_verdict_columns("seeds", across_seeds(seeds_a, seeds_b, mode)))
-        rows.append(row)
-    return rows
-
-
-def _verdict_columns(prefix: str, verdict: Verdict) -> dict[str, Any]:
-    return {
-        f"{prefix}_verdict": verdict.verdict,
-        f"{prefix}_difference": verdict.difference,
-        f"{prefix}_ci_low": verdict.ci_low,
-        f"{prefix}_ci_high": verdict.ci_high,
-        f"{prefix}_p_value": verdict.p_value,
-        f"{prefix}_test": verdict.test,
-    }
+            pair.seeds = across_seeds(seeds_a, seeds_b, mode)
+        found.append(pair)
+    return found
 
 
 def sweep_rows(groups: list[Group], selected: dict[str, Group], metric: str) -> list[dict[str, Any]]:

@@ -10,11 +10,13 @@ of a 2-core machine run more than ten times slower).
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import threading
 from collections import deque
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,9 +36,11 @@ class Outcome:
 
 
 class Job(Protocol):
-    def done(self) -> bool: ...
+    def outcome(self) -> Outcome:
+        """Wait for the job to end: how it ended."""
+        ...
 
-    def outcome(self) -> Outcome: ...
+    def kill(self) -> None: ...
 
 
 def visible_gpus() -> list[str]:
@@ -87,9 +91,6 @@ class LocalJob:
             if line.strip():
                 self.tail.append(line.rstrip())
 
-    def done(self) -> bool:
-        return self.proc.poll() is not None
-
     def outcome(self) -> Outcome:
         self.proc.wait()
         self.reader.join()
@@ -119,9 +120,6 @@ class SubmititJob:
     def __init__(self, executor: Any, command: list[str]) -> None:
         self.job = executor.submit(run_command, command, {"PYTHONUNBUFFERED": "1"})
 
-    def done(self) -> bool:
-        return self.job.done()
-
     def outcome(self) -> Outcome:
         try:
             return self.job.result()
@@ -131,6 +129,50 @@ class SubmititJob:
 
     def kill(self) -> None:
         self.job.cancel(check=False)
+
+
+class Launcher:
+    """Starts a trial's process (a local one with its slot's share of the machine, or a submitit job) and waits for
+    it to end; `stop` kills the running ones and starts no other (Ctrl-C: no trial goes on writing after the command
+    ended)."""
+
+    def __init__(self, jobs: int, cluster: Any = None) -> None:
+        self.jobs, self.cluster = jobs, cluster
+        self.slots: queue.SimpleQueue[int] = queue.SimpleQueue()  # 0 .. jobs - 1: a GPU, or a share of the cores
+        for slot in range(jobs):
+            self.slots.put(slot)
+        self.running: set[Job] = set()
+        self.lock = threading.Lock()
+        self.stopped = False
+
+    def run(self, command: list[str]) -> Outcome:
+        slot = self.slots.get()
+        try:
+            with self.lock:
+                if self.stopped:
+                    raise CancelledError
+                job: Job = (
+                    LocalJob(command, job_environment(slot, self.jobs), stream=self.jobs == 1)
+                    if self.cluster is None
+                    else SubmititJob(self.cluster, command)
+                )
+                self.running.add(job)
+            try:
+                outcome = job.outcome()
+            finally:
+                with self.lock:
+                    self.running.discard(job)
+        finally:
+            self.slots.put(slot)
+        if self.stopped:
+            raise CancelledError  # killed by `stop`: not a failure of the trial's own
+        return outcome
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for job in self.running:
+                job.kill()
 
 
 def check_executor(kind: str) -> None:

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from jsonargparse.typing import NonNegativeInt
 
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.compare.config import (
@@ -28,21 +32,18 @@ from nlparena.compare.config import (
     Comparison,
     Record,
     Trial,
+    check_seeds,
     load_comparison,
     logger_args,
-    parse_seeds,
     run_settings,
     seed_of,
 )
 from nlparena.compare.jobs import (
     EXECUTORS,
-    Job,
-    LocalJob,
+    Launcher,
     Outcome,
-    SubmititJob,
     check_executor,
     default_jobs,
-    job_environment,
     submitit_executor,
     worker_command,
 )
@@ -65,12 +66,15 @@ def _quiet_lightning():
 
 
 def _model_info(comparison: Comparison, trial: Trial, where: str) -> dict[str, str]:
-    """Build a trial's run as its process will (nothing is written): its model class and headline metric, else one
-    ConfigError line naming `where`. `{pretraining}` stands for no checkpoint here: it does not exist yet."""
+    """Build a trial's run as its process will and make the checks `nlparena fit` makes when it starts (nothing is
+    written): its model class and headline metric, else one ConfigError line naming `where`. `{pretraining}` stands
+    for no checkpoint here: it does not exist yet."""
     args = [*comparison.fit_args(trial, pretrained="null"), *logger_args(str(comparison.log_dir), trial.run.name, 0)]
     try:
         with _quiet_lightning():
-            model = NlpArenaCLI(args=args, run=False, save_config_callback=None).model
+            cli = NlpArenaCLI(args=args, run=False, save_config_callback=None)
+            cli.check_run_can_start()  # what `nlparena fit` checks when it starts: once here, not in every trial
+            model = cli.model
     except Exception as err:  # any error building a run is a mistake in its settings: one line, none started
         cause = config_error_in(err) or f"{type(err).__name__}: {err}"
         raise ConfigError(f"{comparison.source}: {where}: {cause}") from None
@@ -176,12 +180,30 @@ def _outcome(record: Record, seconds: float | None = None) -> str:
 
 
 class Progress:
-    """Counts of trials done / running / failed / left, and an ETA from the mean time of those that ran."""
+    """The trials of one `run_all` that run: counts done / running / failed / left, an ETA from the mean time of those
+    that ran, and the lines that say them (printed one thread at a time)."""
 
     def __init__(self, total: int, jobs: int) -> None:
         self.total, self.jobs = total, jobs
         self.done = self.failed = self.running = 0
         self.seconds: list[float] = []
+        self.lock = threading.Lock()
+
+    def started(self, message: str) -> None:
+        with self.lock:
+            self.running += 1
+            print(message, flush=True)
+
+    def ended(self, finished: bool, seconds: float, message: str) -> None:
+        with self.lock:
+            self.running -= 1
+            self.seconds.append(seconds)
+            if finished:
+                self.done += 1
+            else:
+                self.failed += 1
+            print(message, flush=True)
+            print(self.line(), flush=True)
 
     def line(self) -> str:
         left = self.total - self.done - self.failed - self.running
@@ -192,6 +214,36 @@ class Progress:
         return f"progress: {self.done} done, {self.running} running, {self.failed} failed, {left} left{eta}"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A trial to run: its place among all the trials (1-based) and the version folder it will write."""
+
+    position: int
+    trial: Trial
+    version: int
+
+
+def run_trial(
+    comparison: Comparison, item: Pending, info: dict[str, str], launcher: Launcher, progress: Progress, total: int
+) -> Record:
+    """Run one trial in its own process and record how it ended; returns the attempt the report shows."""
+    trial = item.trial
+    command = worker_command(
+        comparison.log_dir, trial.folder, item.version, launcher.jobs > 1, comparison.fit_args(trial)
+    )
+    path = comparison.log_dir / trial.folder / f"version_{item.version}"
+    progress.started(f"[{item.position}/{total}] {trial.label}: running ({path})")
+    start = time.perf_counter()
+    record = finish(comparison, trial, item.version, info, launcher.run(command))
+    seconds = time.perf_counter() - start
+    progress.ended(
+        record.status == "finished", seconds, f"[{item.position}/{total}] {trial.label}: {_outcome(record, seconds)}"
+    )
+    # the report shows the newest finished attempt (an earlier one if this --force attempt failed)
+    settings = run_settings(comparison.fit_args(trial))
+    return newest(attempts(trial, comparison.log_dir / trial.folder), settings) or record
+
+
 def run_all(
     comparison: Comparison,
     trials: list[Trial],
@@ -200,66 +252,41 @@ def run_all(
     jobs: int = 1,
     executor: str = "local",
 ) -> list[Record]:
-    """Run (or skip) every trial, `jobs` at a time, a line when each starts and ends; returns the attempt each ran
-    or kept. `infos` is what `check_runs` found of each run."""
+    """Run (or skip) every trial, `jobs` at a time (a pool of threads, each waiting on its trial's process), a line
+    when each starts and ends; returns the attempt each ran or kept. `infos` is what `check_runs` found of each run."""
     records: dict[int, Record] = {}
-    pending: list[tuple[int, Trial, int]] = []
-    total = len(trials)
-    for i, trial in enumerate(trials, start=1):
+    pending: list[Pending] = []
+    for position, trial in enumerate(trials, start=1):
         trial_dir = comparison.log_dir / trial.folder
         settings = run_settings(comparison.fit_args(trial))
         done = [r for r in attempts(trial, trial_dir) if r.status == "finished" and r.data.get("settings") == settings]
         if done and not force:
-            print(f"[{i}/{total}] {trial.label}: skipped (finished in {done[-1].version_dir.name})", flush=True)
-            records[i] = done[-1]
+            print(
+                f"[{position}/{len(trials)}] {trial.label}: skipped (finished in {done[-1].version_dir.name})",
+                flush=True,
+            )
+            records[position] = done[-1]
         else:
-            pending.append((i, trial, next_version(trial_dir)))
-    progress = Progress(len(pending), jobs)
+            pending.append(Pending(position, trial, next_version(trial_dir)))
+    if not pending:
+        return [records[i] for i in sorted(records)]
     cluster = None
-    if executor != "local" and pending:
+    if executor != "local":
         cluster = submitit_executor(executor, comparison.log_dir / ".submitit", comparison.slurm, jobs)
-    running: dict[int, tuple[Job, Trial, int, float, int]] = {}  # index -> (job, trial, version, start, slot)
-    free = list(range(jobs))
-    try:
-        while pending or running:
-            while pending and free:
-                i, trial, version = pending.pop(0)
-                slot = free.pop(0)
-                command = worker_command(
-                    comparison.log_dir, trial.folder, version, jobs > 1, comparison.fit_args(trial)
-                )
-                path = comparison.log_dir / trial.folder / f"version_{version}"
-                print(f"[{i}/{total}] {trial.label}: running ({path})", flush=True)
-                job: Job = (
-                    LocalJob(command, job_environment(slot, jobs), stream=jobs == 1)
-                    if cluster is None
-                    else SubmititJob(cluster, command)
-                )
-                running[i] = (job, trial, version, time.perf_counter(), slot)
-                progress.running += 1
-            finished = [i for i, (job, *_) in running.items() if job.done()]
-            if not finished:
-                time.sleep(0.2)
-                continue
-            for i in finished:
-                job, trial, version, start, slot = running.pop(i)
-                free.append(slot)
-                record = finish(comparison, trial, version, infos[trial.run.name], job.outcome())
-                seconds = time.perf_counter() - start
-                progress.running -= 1
-                progress.seconds.append(seconds)
-                if record.status == "finished":
-                    progress.done += 1
-                else:
-                    progress.failed += 1
-                print(f"[{i}/{total}] {trial.label}: {_outcome(record, seconds)}", flush=True)
-                print(progress.line(), flush=True)
-                # the report shows the newest finished attempt (an earlier one if this --force attempt failed)
-                settings = run_settings(comparison.fit_args(trial))
-                records[i] = newest(attempts(trial, comparison.log_dir / trial.folder), settings) or record
-    finally:
-        for job, *_ in running.values():
-            job.kill()  # interrupted (Ctrl-C): no trial goes on writing after the command ended
+    launcher, progress = Launcher(jobs, cluster), Progress(len(pending), jobs)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="trial") as pool:
+        futures = {
+            item.position: pool.submit(
+                run_trial, comparison, item, infos[item.trial.run.name], launcher, progress, len(trials)
+            )
+            for item in pending
+        }
+        try:
+            records |= {position: future.result() for position, future in futures.items()}
+        except BaseException:  # interrupted (Ctrl-C), or a trial could not be recorded: stop the others
+            launcher.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return [records[i] for i in sorted(records)]
 
 
@@ -288,7 +315,9 @@ def compare(args: list[str]) -> Path:
         "with every seed) and write logs/compare/NAME/report.md, results.csv, summary.csv and figures/.",
     )
     parser.add_argument("-c", "--config", required=True, type=Path, help="compare config (configs/compare/*.yaml)")
-    parser.add_argument("--seeds", nargs="+", type=int, help="seeds to run every run with (replaces the config's)")
+    parser.add_argument(
+        "--seeds", nargs="+", type=NonNegativeInt, help="seeds to run every run with (replaces the config's)"
+    )
     parser.add_argument("--jobs", type=int, help="trials at a time (default: one per visible GPU, else 1)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where trials run (default: local)")
     parser.add_argument("--force", action="store_true", help="run finished runs again (in a new version folder)")
@@ -298,7 +327,7 @@ def compare(args: list[str]) -> Path:
         raise ConfigError("--force and --report-only: choose one (--report-only runs nothing)")
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError(f"--jobs {opts.jobs}: must be at least 1")
-    seeds = parse_seeds(opts.seeds, "--seeds") if opts.seeds is not None else None
+    seeds = check_seeds(opts.seeds, "--seeds") if opts.seeds is not None else None
     check_executor(opts.executor)
     comparison = load_comparison(opts.config)
     trials, before = comparison.trials(seeds), comparison.pretraining_trials(seeds)

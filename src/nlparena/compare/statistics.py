@@ -110,12 +110,8 @@ def paired_bootstrap(
     """
     _check_confidence(confidence)
     _check_mode(mode)
-    samples = _as_ids([candidate, baseline] if references is None else [candidate, baseline, references])
-    n = samples[0].size
-    if any(sample.ndim != 1 or sample.size != n for sample in samples) or n < 2:
-        shapes = ", ".join(str(sample.shape) for sample in samples)
-        raise ValueError(f"paired_bootstrap needs 1-d outputs of one length, at least 2 examples; got {shapes}")
-    test = f"paired bootstrap over {n} test examples, {resamples} resamples"
+    samples = _paired_samples([candidate, baseline] if references is None else [candidate, baseline, references])
+    test = f"paired bootstrap over {samples[0].size} test examples, {resamples} resamples"
     if np.array_equal(samples[0], samples[1]):
         # Every resample's difference would be 0 (p = 1, CI [0, 0]): skip resampling, and any degenerate-case warning
         return Verdict(NO_DIFFERENCE, 0.0, 0.0, 0.0, 1.0, test)
@@ -229,6 +225,16 @@ def macro_f1(outputs: ArrayLike, references: ArrayLike, num_classes: int | None 
 
 # The headline metrics (without "val/" or "test/") that `paired_bootstrap` can recompute from per-example outputs.
 STATISTICS: dict[str, Statistic] = {"exact_match": exact_match, "macro_f1": macro_f1, "accuracy": exact_match}
+
+
+def _paired_samples(arrays: list[ArrayLike]) -> list[np.ndarray]:
+    """The outputs (and references) as arrays (`_as_ids`), each 1-d, of one length and at least 2 examples."""
+    samples = _as_ids(arrays)
+    n = samples[0].size
+    if any(sample.ndim != 1 or sample.size != n for sample in samples) or n < 2:
+        shapes = ", ".join(str(sample.shape) for sample in samples)
+        raise ValueError(f"paired_bootstrap needs 1-d outputs of one length, at least 2 examples; got {shapes}")
+    return samples
 
 
 def _as_ids(arrays: list[ArrayLike]) -> list[np.ndarray]:
