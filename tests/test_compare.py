@@ -199,7 +199,7 @@ def test_report_only_without_logs_gives_one_line(capsys):
     assert err.startswith("nlparena: error: --report-only: no run of tiny.yaml has logs under logs/compare/tiny")
 
 
-RUN_ENTRY = "bad.yaml: Parser key \"runs\": Problem with given class_path 'nlparena.compare.config.RunEntry': "
+RUN_ENTRY = "bad.yaml: runs[0]: "  # an entry of runs is named by its index
 BAD_CONFIGS = {
     "unknown-key": (
         {**TINY_COMPARE, "trainer": {"max_epochs": 1}},

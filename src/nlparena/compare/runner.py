@@ -32,12 +32,12 @@ from nlparena.compare.config import (
     Comparison,
     Record,
     Trial,
-    check_seeds,
     load_comparison,
     logger_args,
     run_settings,
     seed_of,
 )
+from nlparena.compare.config_file import check_seeds
 from nlparena.compare.jobs import (
     EXECUTORS,
     Launcher,
