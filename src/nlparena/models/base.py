@@ -104,8 +104,9 @@ class ArenaModel(pl.LightningModule):
     checkpoints keep the best of and what reports compare.
 
     Args:
-        vocab_size, max_len, pad_id: set by the data module (linked by the CLI, never typed): vocabulary size,
-            longest sequence of any split (the positional table's size), padding id.
+        vocab_size: vocabulary size, set by the data module (linked by the CLI, never typed).
+        max_len: longest sequence of any split (the positional table's size), set by the data module.
+        pad_id: padding id, set by the data module.
         compile: run the network's forward through `torch.compile` (fused kernels; the first steps wait for the
             compilation). Decoding, which calls the network step by step, stays eager. Checkpoints are the same.
     """

@@ -65,8 +65,10 @@ class ClassificationModel(ArenaModel):
     """Shared training and metrics for every classifier; subclasses build `self.net` (ids, segments) -> logits.
 
     Args:
-        num_classes: set by the data module (linked by the CLI), like vocab_size, max_len and pad_id (ArenaModel).
+        num_classes: number of classes, set by the data module (linked by the CLI, never typed).
         label_smoothing: mass moved from the gold class to the others in the loss.
+
+    The other settings are ArenaModel's.
     """
 
     family = "classification"

@@ -77,11 +77,12 @@ class TranslationModel(ArenaModel):
         label_smoothing: mass moved from the gold token to the others in the loss.
         num_samples: sample translations written to TensorBoard each validation epoch.
         decode: how validation, test, predict and `nlparena translate` decode: "greedy" or "beam".
-        beam_size, length_penalty: beam search settings (GNMT's alpha; 0 ranks by total log-probability).
-        Others (vocab_size, max_len, pad_id) as in ArenaModel.
+        beam_size: beams kept by beam search.
+        length_penalty: beam search's length penalty (GNMT's alpha; 0 ranks by total log-probability).
 
-    A subclass takes its network's config and passes the rest on as `**kwargs`; jsonargparse follows them here,
-    so every argument is a config key of the subclass.
+    The other settings are ArenaModel's. A subclass takes its network's config and passes the rest on as `**kwargs`;
+    jsonargparse follows them here, so every argument is a config key of the subclass, and its `--model.help` shows
+    the descriptions above (one name per entry, so that the docstring parses).
     """
 
     family = "translation"
