@@ -17,6 +17,7 @@ from nlparena.errors import ConfigError
 from nlparena.models.metrics import RatioSums
 
 Config = TypeVar("Config")
+TRAINING_WINDOW = "training_window"  # the checkpoint's entry: the sums of `train_window` since the last log
 
 
 def cut_positional_tables(state: dict[str, Any], size: int) -> list[str]:
@@ -180,13 +181,23 @@ class ArenaModel(pl.LightningModule):
         return [best, LastCheckpoint()]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint with non-finite weights (`fit --ckpt_path`, `test`, `validate`, `predict`)."""
+        """Refuse a checkpoint with non-finite weights (`fit --ckpt_path`, `test`, `validate`, `predict`); restore
+        the training window's sums, so that the first log after a resume covers the steps before it too."""
         path = getattr(self._trainer, "ckpt_path", None)
         check_finite_weights(checkpoint.get("state_dict", {}), f"--ckpt_path {path}" if path else "checkpoint")
+        window, saved = getattr(self, "train_window", None), checkpoint.get(TRAINING_WINDOW)
+        if isinstance(window, RatioSums) and saved is not None and saved.shape == window.sums.shape:
+            # the sums of every process, on one process: `compute` adds them up across processes
+            window.sums.copy_(saved if self.global_rank == 0 else torch.zeros_like(saved))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the token strings with the weights: `nlparena translate` reads and writes text with them, and
-        fine-tuning from a checkpoint checks that the vocabularies match."""
+        fine-tuning from a checkpoint checks that the vocabularies match. Keep the sums of the training window
+        since the last log (added up across processes: every process writes the checkpoint's content)."""
         vocab = getattr(self.trainer.datamodule, "vocab", None)
         if vocab is not None:
             checkpoint["vocabulary"] = vocab.tokens
+        window = getattr(self, "train_window", None)
+        if isinstance(window, RatioSums):
+            with window.sync_context():
+                checkpoint[TRAINING_WINDOW] = window.sums.detach().cpu().clone()
