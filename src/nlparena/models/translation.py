@@ -14,6 +14,7 @@ from torchmetrics.text import BLEUScore
 
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
+from nlparena.internals import logging_step
 from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
 from nlparena.models.metrics import BucketedMean, RatioSums
 from nlparena.networks.decoding import beam_search, greedy_decode
@@ -240,7 +241,7 @@ class TranslationModel(ArenaModel):
             ok = bool(((out == tgt) | (tgt == self.pad_id)).all())
             rows.append(f"| {show(src)} | {show(tgt)} | {show(out)} | {'yes' if ok else 'no'} |")
         # the step Lightning logs this epoch's scalars at (`global_step` already counts the epoch's last batch)
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = logging_step(self.trainer)
         self.logger.experiment.add_text(f"{stage}/samples", "\n".join(rows), step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
