@@ -101,6 +101,25 @@ def test_resuming_from_last_ckpt_ends_bit_identical_to_an_uninterrupted_run(mode
         assert points == halves[0][tag] + halves[1][tag], tag
 
 
+def training_scalars(cli: NlpArenaCLI) -> dict[str, list[tuple[int, float]]]:
+    return {tag: points for tag, points in scalars(run_dir(cli)).items() if tag.startswith("train/")}
+
+
+@pytest.mark.parametrize("model", ["Transformer", "RNNClassifier"])
+def test_the_first_training_log_after_a_resume_covers_the_whole_logging_window(model):
+    # 12 batches an epoch, a log every 5 steps: the log at step 25 covers steps 21-25, across the resume at step 24
+    args = [*WITH_DROPOUT[model], "--trainer.log_every_n_steps=5"]
+    uninterrupted = fit(*args, "--trainer.max_epochs=4")
+    first_half = fit(*args, "--trainer.max_epochs=2")
+    resumed = fit(*args, "--trainer.max_epochs=4", f"--ckpt_path={run_dir(first_half) / 'checkpoints' / 'last.ckpt'}")
+    assert first_half.trainer.global_step % 5 != 0  # the resume falls inside a logging window
+    whole, halves = training_scalars(uninterrupted), [training_scalars(first_half), training_scalars(resumed)]
+    assert whole.keys() == halves[0].keys() == halves[1].keys()
+    assert "train/loss" in whole
+    for tag, points in whole.items():
+        assert points == halves[0][tag] + halves[1][tag], tag
+
+
 def test_num_workers_does_not_change_the_trained_weights():
     args = [*WITH_DROPOUT["BertClassifier"], "--trainer.max_epochs=3"]
     in_process, with_workers = fit(*args, "--data.num_workers=0"), fit(*args, "--data.num_workers=2")

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from nlparena.events import counts_table
 from nlparena.figures import attention_figure, confusion_figure
+from nlparena.internals import logging_step  # a figure sits at the step of the scalars it belongs to
 from nlparena.networks.layers import shift_right
 
 
@@ -20,13 +21,6 @@ def run_folder(trainer: pl.Trainer) -> Path:
     """The run's folder, read from the logger: `trainer.log_dir` is a broadcast under DDP, and only the
     global-zero process draws, so calling it there alone would hang the others."""
     return Path(getattr(trainer.logger, "log_dir", None) or trainer.default_root_dir)
-
-
-def logging_step(trainer: pl.Trainer) -> int:
-    """The step Lightning logs the `self.log` metrics of this moment at (and its LearningRateMonitor its lr), so that
-    a figure sits at the step of the scalars it belongs to: after an epoch's last batch `trainer.global_step` counts
-    that batch's optimizer step already, while the epoch's validation scalars are logged one step earlier."""
-    return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
 class AttentionMaps(Callback):

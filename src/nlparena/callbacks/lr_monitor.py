@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 
+from nlparena.internals import logging_step
 from nlparena.models.base import writes_logs_this_step
 
 
@@ -36,34 +37,46 @@ class StepLearningRateMonitor(LearningRateMonitor):
         # the latest step's point, and whether it is in `_pending` already (a step inside a run of equal lrs is not)
         self._latest: tuple[int, dict[str, float]] | None = None
         self._latest_kept = True
-        self._sources: tuple[tuple[Any, ...], list[str], list[dict[str, Any]]] | None = None
+        # the optimizers, schedulers and param group counts the tags were found for; the tags; (optimizer, group) each
+        self._sources: tuple[tuple[Any, ...], list[str], list[tuple[Any, dict[str, Any]]]] | None = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step LearningRateMonitor logs at
+        step = logging_step(trainer)  # the step LearningRateMonitor logs at
         if step == self._last_step:
             return  # another micro-batch of the same optimizer step (gradient accumulation)
         self._last_step = step
         self._add((step, self._read(trainer)))
-        if writes_logs_this_step(trainer):  # when Lightning writes the step's other metrics
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if writes_logs_this_step(trainer):  # when Lightning writes the step's other metrics, right after this hook
             self._flush(trainer)
 
     def _read(self, trainer: pl.Trainer) -> dict[str, float]:
-        """{tag: lr} of this step. Lightning's `_extract_stats` finds the tags anew each call (about 50 µs); they are
-        found once per set of optimizers and schedulers here, and the lrs read from their param groups."""
-        if self.log_momentum or self.log_weight_decay:
-            return self._extract_stats(trainer, "any")  # tags beside the lr: Lightning's own reading
-        key = (*map(id, trainer.optimizers), *(id(c.scheduler) for c in trainer.lr_scheduler_configs))
+        """{tag: value} of this step: the lr of every param group (and its momentum and weight decay if asked), under
+        LearningRateMonitor's tags. Lightning finds the tags anew each step (about 50 µs); they are found once per set
+        of optimizers, schedulers and param groups here (LearningRateMonitor's `on_train_start` names them)."""
+        configs = trainer.lr_scheduler_configs
+        optimizers = [*(c.scheduler.optimizer for c in configs)]  # Lightning's order: each scheduler's optimizer,
+        optimizers += [o for o in trainer.optimizers if all(o is not s for s in optimizers)]  # then the others
+        key = (
+            *map(id, trainer.optimizers),
+            *(id(c.scheduler) for c in configs),
+            *(len(o.param_groups) for o in optimizers),
+        )
         if self._sources is None or self._sources[0] != key:
-            stats = self._extract_stats(trainer, "any")
-            # Lightning's order: the optimizers of the schedulers, then the others; each one's param groups in order
-            scheduled = [c.scheduler.optimizer for c in trainer.lr_scheduler_configs]
-            optimizers = [*scheduled, *(o for o in trainer.optimizers if all(o is not s for s in scheduled))]
-            groups = [group for optimizer in optimizers for group in optimizer.param_groups]
-            if len(groups) != len(stats):  # an optimizer behind several schedulers: keep Lightning's reading
-                return stats
-            self._sources = (key, list(stats), groups)
+            super().on_train_start(trainer, trainer.lightning_module)  # names the tags in `self.lrs`, in that order
+            groups = [(optimizer, group) for optimizer in optimizers for group in optimizer.param_groups]
+            self._sources = (key, list(self.lrs), groups)
         _, tags, groups = self._sources
-        return {tag: group["lr"] for tag, group in zip(tags, groups, strict=True)}
+        stats = {}
+        for tag, (optimizer, group) in zip(tags, groups, strict=True):
+            stats[tag] = group["lr"]
+            if self.log_momentum:  # LearningRateMonitor's reading: Adam's beta1, else SGD's momentum
+                betas = "betas" in optimizer.defaults
+                stats[f"{tag}-momentum"] = group["betas"][0] if betas else group.get("momentum", 0)
+            if self.log_weight_decay:
+                stats[f"{tag}-weight_decay"] = group["weight_decay"]
+        return stats
 
     def _add(self, point: tuple[int, dict[str, float]]) -> None:
         """Keep `point` if its lrs differ from the step before's (and keep that step's point too: it ends the run of

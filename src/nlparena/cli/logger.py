@@ -17,6 +17,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import metadata
 from tensorboard.plugins.hparams.api_pb2 import Status
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+from torch.utils.tensorboard.writer import FileWriter
 
 from nlparena.events import read_events
 from nlparena.models.base import flatten
@@ -204,6 +205,14 @@ def tested_run_session(ckpt_path: str | None, session: SessionStartInfo) -> Sess
 
 
 def write_hparams_summary(logger: TensorBoardLogger, tag: str, content: HParamsPluginData) -> None:
-    """One record of the HPARAMS plugin (a summary with no value: the content is in its metadata)."""
+    """One record of the HPARAMS plugin (a summary with no value: the content is in its metadata), written as
+    torch's `SummaryWriter.add_hparams` writes its own: through the writer's `file_writer`. A writer closed at the
+    end of fit has none: the record goes to a new events file in the run's folder, as the writer's next write would."""
     summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(content))])
-    logger.experiment._get_file_writer().add_summary(summary)
+    experiment = logger.experiment
+    if experiment.file_writer is not None:
+        experiment.file_writer.add_summary(summary)
+        return
+    writer = FileWriter(experiment.get_logdir())
+    writer.add_summary(summary)
+    writer.close()

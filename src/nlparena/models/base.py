@@ -7,16 +7,20 @@ import inspect
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, ClassVar, Literal, TypeVar
+from weakref import proxy
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import AttributeDict
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
+from nlparena.internals import logging_step
 from nlparena.models.metrics import RatioSums
 
 Config = TypeVar("Config")
+TRAINING_WINDOW = "training_window"  # the checkpoint's entry: the sums of `train_window` since the last log
 
 
 def cut_positional_tables(state: dict[str, Any], size: int) -> list[str]:
@@ -58,21 +62,66 @@ class LastCheckpoint(ModelCheckpoint):
 
     def __init__(self) -> None:
         super().__init__(filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1, enable_version_counter=False)
+        self.saved_step = 0  # the global step of the last `last.ckpt` this fit wrote (none is needed before a step)
+        self._saving = False  # inside one of ModelCheckpoint's hooks, whose checkpoints are this file
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if self._saving:
+            self.saved_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saving = True
+        try:
+            super().on_train_epoch_end(trainer, pl_module)
+        finally:
+            self._saving = False
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saving = True
+        try:
+            super().on_validation_end(trainer, pl_module)
+        finally:
+            self._saving = False
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A fit that stops mid-epoch (`max_steps`, `max_time`) still leaves its last step in `last.ckpt`."""
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
+        if trainer.fast_dev_run or trainer.global_step == self.saved_step:
+            return
+        self.best_model_path = self.format_checkpoint_name({})
+        trainer.save_checkpoint(self.best_model_path, self.save_weights_only)
+        self.saved_step = trainer.global_step
+        for logger in trainer.loggers:  # as ModelCheckpoint tells them of every checkpoint it writes
+            logger.after_save_checkpoint(proxy(self))
+
+
+def steps_the_optimizer(trainer: pl.Trainer) -> bool:
+    """Whether this training batch ends with an optimizer step: the last of `accumulate_grad_batches` micro-batches,
+    or the epoch's last batch (unless the strategy accumulates itself, as DeepSpeed does). Lightning's own rule."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    last = progress.current.ready == trainer.num_training_batches or progress.is_last_batch
+    accumulated = progress.current.ready % trainer.accumulate_grad_batches == 0
+    return accumulated or (last and not trainer.strategy.handles_gradient_accumulation)
 
 
 def writes_logs_this_step(trainer: pl.Trainer) -> bool:
     """Whether Lightning writes the values logged in this training step to the loggers: every `log_every_n_steps`
-    optimizer steps (every step with `fast_dev_run`), never in a micro-batch that only accumulates gradients.
-
-    Lightning makes this choice in `_LoggerConnector.update_train_step_metrics` and has no public API for it."""
-    if trainer.fit_loop._should_accumulate():
+    optimizer steps, and when training is told to stop (every step with `fast_dev_run`), never in a micro-batch that
+    only accumulates gradients. Lightning's rule (`update_train_step_metrics`), which it has no public API for."""
+    if trainer.lightning_module.automatic_optimization and not steps_the_optimizer(trainer):
         return False
-    return trainer._logger_connector.should_update_logs or bool(trainer.fast_dev_run)
+    if trainer.fast_dev_run:
+        return True
+    every = trainer.log_every_n_steps
+    # the step about to be written: this batch's, counted before its optimizer step
+    return every > 0 and ((logging_step(trainer) + 1) % every == 0 or trainer.should_stop)
+
+
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The Trainer running `module`, or None (`load_from_checkpoint`, a model built in Python)."""
+    try:
+        return module.trainer
+    except RuntimeError:  # "... is not attached to a `Trainer`"
+        return None
 
 
 def network_config(config_class: type[Config], value: Config | dict[str, Any]) -> Config:
@@ -97,6 +146,14 @@ def flatten(params: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def plain_values(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """`hparams` with every dataclass (a network config) as a dict."""
+    return {
+        key: dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
+        for key, value in hparams.items()
+    }
+
+
 class ArenaModel(pl.LightningModule):
     """Base of the models users pick with `--model`.
 
@@ -104,8 +161,9 @@ class ArenaModel(pl.LightningModule):
     checkpoints keep the best of and what reports compare.
 
     Args:
-        vocab_size, max_len, pad_id: set by the data module (linked by the CLI, never typed): vocabulary size,
-            longest sequence of any split (the positional table's size), padding id.
+        vocab_size: vocabulary size, set by the data module (linked by the CLI, never typed).
+        max_len: longest sequence of any split (the positional table's size), set by the data module.
+        pad_id: padding id, set by the data module.
         compile: run the network's forward through `torch.compile` (fused kernels; the first steps wait for the
             compilation). Decoding, which calls the network step by step, stays eager. Checkpoints are the same.
     """
@@ -120,6 +178,7 @@ class ArenaModel(pl.LightningModule):
     def __init__(self, vocab_size: int, max_len: int, pad_id: int = PAD, compile: bool = False) -> None:
         super().__init__()
         self.vocab_size, self.max_len, self.pad_id, self.compile_network = vocab_size, max_len, pad_id, compile
+        self.network_compiled = False  # `configure_model` compiles once, whatever the number of fits and tests
 
     def log_training_window(self, window: RatioSums, pairs: list[torch.Tensor]) -> None:
         """Add this step's (numerator, denominator) `pairs` to `window`; when Lightning writes logs
@@ -139,10 +198,10 @@ class ArenaModel(pl.LightningModule):
     def configure_model(self) -> None:
         """With `compile`, compile the forward of `compiled_modules` in place (`nn.Module.compile`): parameter names,
         and so checkpoints, stay those of the eager network. Lightning calls this before every fit, test, ..."""
-        if self.compile_network:
+        if self.compile_network and not self.network_compiled:
             for module in self.compiled_modules():
-                if module._compiled_call_impl is None:
-                    module.compile()
+                module.compile()
+            self.network_compiled = True
 
     def save_hyperparameters(
         self,
@@ -155,10 +214,12 @@ class ArenaModel(pl.LightningModule):
         and `load_from_checkpoint` passes the dict back (see `network_config`)."""
         frame = frame or inspect.currentframe().f_back  # the caller's __init__, whose arguments are saved
         super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
-        for hparams in (self._hparams, self._hparams_initial):
-            for key, value in hparams.items():
-                if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                    hparams[key] = dataclasses.asdict(value)
+        self.hparams.update(plain_values(self.hparams))
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """Lightning's (what the loggers write), with network configs as dicts as in `hparams`."""
+        return AttributeDict(plain_values(super().hparams_initial))
 
     def logged_metrics(self) -> list[str]:
         """The metrics fitting logs (names, or fnmatch patterns for per-bucket and per-class ones): what an
@@ -179,13 +240,23 @@ class ArenaModel(pl.LightningModule):
         return [best, LastCheckpoint()]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint with non-finite weights (`fit --ckpt_path`, `test`, `validate`, `predict`)."""
-        path = getattr(self._trainer, "ckpt_path", None)
+        """Refuse a checkpoint with non-finite weights (`fit --ckpt_path`, `test`, `validate`, `predict`); restore
+        the training window's sums, so that the first log after a resume covers the steps before it too."""
+        path = getattr(attached_trainer(self), "ckpt_path", None)
         check_finite_weights(checkpoint.get("state_dict", {}), f"--ckpt_path {path}" if path else "checkpoint")
+        window, saved = getattr(self, "train_window", None), checkpoint.get(TRAINING_WINDOW)
+        if isinstance(window, RatioSums) and saved is not None and saved.shape == window.sums.shape:
+            # the sums of every process, on one process: `compute` adds them up across processes
+            window.sums.copy_(saved if self.global_rank == 0 else torch.zeros_like(saved))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the token strings with the weights: `nlparena translate` reads and writes text with them, and
-        fine-tuning from a checkpoint checks that the vocabularies match."""
+        fine-tuning from a checkpoint checks that the vocabularies match. Keep the sums of the training window
+        since the last log (added up across processes: every process writes the checkpoint's content)."""
         vocab = getattr(self.trainer.datamodule, "vocab", None)
         if vocab is not None:
             checkpoint["vocabulary"] = vocab.tokens
+        window = getattr(self, "train_window", None)
+        if isinstance(window, RatioSums):
+            with window.sync_context():
+                checkpoint[TRAINING_WINDOW] = window.sums.detach().cpu().clone()

@@ -18,7 +18,13 @@ from torchmetrics.classification import (
 )
 
 from nlparena.errors import ConfigError
-from nlparena.models.base import ArenaModel, check_finite_weights, cut_positional_tables, network_config
+from nlparena.models.base import (
+    ArenaModel,
+    attached_trainer,
+    check_finite_weights,
+    cut_positional_tables,
+    network_config,
+)
 from nlparena.models.checkpoint_file import read_checkpoint
 from nlparena.models.hugging_face import is_hugging_face, read_hugging_face_bert
 from nlparena.models.metrics import RatioSums
@@ -65,8 +71,10 @@ class ClassificationModel(ArenaModel):
     """Shared training and metrics for every classifier; subclasses build `self.net` (ids, segments) -> logits.
 
     Args:
-        num_classes: set by the data module (linked by the CLI), like vocab_size, max_len and pad_id (ArenaModel).
+        num_classes: number of classes, set by the data module (linked by the CLI, never typed).
         label_smoothing: mass moved from the gold class to the others in the loss.
+
+    The other settings are ArenaModel's.
     """
 
     family = "classification"
@@ -205,7 +213,7 @@ class BertClassifier(ClassificationModel):
             checkpoint = read_checkpoint(path, f"model.pretrained={path}")
         state = checkpoint["state_dict"]
         check_finite_weights(state, f"model.pretrained={path}")
-        ours = getattr(getattr(self._trainer, "datamodule", None), "vocab", None)
+        ours = getattr(getattr(attached_trainer(self), "datamodule", None), "vocab", None)
         if ours is not None and checkpoint.get("vocabulary", ours.tokens) != ours.tokens:
             raise ConfigError(
                 f"model.pretrained={path}: pre-trained on another vocabulary ({len(checkpoint['vocabulary'])} tokens, "

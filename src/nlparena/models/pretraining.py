@@ -22,7 +22,8 @@ class BertPretraining(ArenaModel):
     Args:
         bert: BERT's sizes, the same as the classifier's that will be fine-tuned from this checkpoint.
         nsp_weight: weight of the NSP loss beside the MLM loss (1 in BERT).
-        Others (vocab_size, max_len, pad_id) as in ArenaModel.
+
+    The other settings are ArenaModel's.
     """
 
     family = "pretraining"

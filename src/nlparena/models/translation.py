@@ -14,6 +14,7 @@ from torchmetrics.text import BLEUScore
 
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
+from nlparena.internals import logging_step
 from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
 from nlparena.models.metrics import BucketedMean, RatioSums
 from nlparena.networks.decoding import beam_search, greedy_decode
@@ -77,11 +78,12 @@ class TranslationModel(ArenaModel):
         label_smoothing: mass moved from the gold token to the others in the loss.
         num_samples: sample translations written to TensorBoard each validation epoch.
         decode: how validation, test, predict and `nlparena translate` decode: "greedy" or "beam".
-        beam_size, length_penalty: beam search settings (GNMT's alpha; 0 ranks by total log-probability).
-        Others (vocab_size, max_len, pad_id) as in ArenaModel.
+        beam_size: beams kept by beam search.
+        length_penalty: beam search's length penalty (GNMT's alpha; 0 ranks by total log-probability).
 
-    A subclass takes its network's config and passes the rest on as `**kwargs`; jsonargparse follows them here,
-    so every argument is a config key of the subclass.
+    The other settings are ArenaModel's. A subclass takes its network's config and passes the rest on as `**kwargs`;
+    jsonargparse follows them here, so every argument is a config key of the subclass, and its `--model.help` shows
+    the descriptions above (one name per entry, so that the docstring parses).
     """
 
     family = "translation"
@@ -239,7 +241,7 @@ class TranslationModel(ArenaModel):
             ok = bool(((out == tgt) | (tgt == self.pad_id)).all())
             rows.append(f"| {show(src)} | {show(tgt)} | {show(out)} | {'yes' if ok else 'no'} |")
         # the step Lightning logs this epoch's scalars at (`global_step` already counts the epoch's last batch)
-        step = self.trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = logging_step(self.trainer)
         self.logger.experiment.add_text(f"{stage}/samples", "\n".join(rows), step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
