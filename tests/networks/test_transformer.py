@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.decoding import greedy_decode
-from nlparena.networks.layers import MultiHeadAttention, shift_right
+from nlparena.networks.layers import CrossAttention, shift_right
 from nlparena.networks.transformer import Transformer, TransformerConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
@@ -122,14 +122,14 @@ def test_cross_attention_weights_sum_to_one_over_real_source_tokens_and_are_zero
 
 def test_explicit_attention_weights_are_the_ones_sdpa_applies():
     torch.manual_seed(0)
-    attn = MultiHeadAttention(D_MODEL, HEADS).eval()
+    attn = CrossAttention(D_MODEL, HEADS).eval()
     query, memory = torch.randn(BATCH, TGT_LEN, D_MODEL), torch.randn(BATCH, SRC_LEN, D_MODEL)
     mask = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
     mask[0, -2:] = False
     k, v = attn.keys_values(memory)
     by_hand = attn.weights(query, k, mask) @ v  # (B, H, T, Dh)
     merged = by_hand.transpose(1, 2).reshape(BATCH, TGT_LEN, D_MODEL)
-    torch.testing.assert_close(attn.out_proj(merged), attn.attend(query, k, v, mask))
+    torch.testing.assert_close(attn.out_proj(merged), attn(query, k, v, mask))
 
 
 @pytest.mark.parametrize("positions", ["alibi", "rope"])
