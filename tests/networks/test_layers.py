@@ -131,7 +131,7 @@ def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p_and_scales_
     assert (half != 0).float().mean().item() == pytest.approx(0.7, abs=0.01)
 
 
-ATTENTION_CASES = ["no mask", "key mask", "float bias", "causal", "causal, fewer queries"]
+ATTENTION_CASES = ["no mask", "key mask", "float bias", "causal", "causal, fewer queries", "a row of no keys"]
 
 
 def attention_inputs(case: str) -> tuple[torch.Tensor, ...]:
@@ -140,9 +140,11 @@ def attention_inputs(case: str) -> tuple[torch.Tensor, ...]:
     T = S if case == "causal" else T
     q, k, v = (torch.randn(B, H, n, Dh, generator=g) for n in (T, S, S))
     mask = None
-    if case == "key mask":
+    if case in ("key mask", "a row of no keys"):
         mask = torch.ones(B, 1, 1, S, dtype=torch.bool)
         mask[0, ..., 4:] = False
+        if case == "a row of no keys":  # a source of only padding: SDPA gives 0
+            mask[1] = False
     if case == "float bias":
         mask = torch.randn(1, H, T, S, generator=g)
     return q, k, v, mask

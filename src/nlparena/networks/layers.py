@@ -71,9 +71,18 @@ def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
     return scores
 
 
+def softmax_over_keys(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension, the keys; 0, not NaN, on a row whose every score is -inf (a query with no key
+    to attend to, as over a source of only padding): SDPA's output for such a query is 0 too."""
+    none_left = scores.amax(-1, keepdim=True) == float("-inf")  # (..., 1)
+    # filled before the softmax too, so that neither its output nor its gradient holds a NaN
+    return scores.masked_fill(none_left, 0.0).softmax(-1).masked_fill(none_left, 0.0)
+
+
 def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
-    """Softmax of `attention_scores` over the keys: (B, H, T, S)."""
-    return attention_scores(q, k, mask, is_causal).softmax(-1)
+    """Softmax of `attention_scores` over the keys: (B, H, T, S); 0 for a query whose keys are all masked."""
+    scores = attention_scores(q, k, mask, is_causal)
+    return scores.softmax(-1) if mask is None else softmax_over_keys(scores)  # causal alone leaves every query key 0
 
 
 def attention_with_dropout(
