@@ -133,7 +133,19 @@ def test_explicit_attention_weights_are_the_ones_sdpa_applies():
 
 
 @pytest.mark.parametrize("positions", ["alibi", "rope"])
-def test_relative_positions_take_sequences_longer_than_max_len(positions):
+def test_relative_positions_give_finite_logits_at_twice_max_len(positions):
     net = network(positions=positions)
     src, tgt_in = tokens(2 * MAX_LEN), tokens(2 * MAX_LEN)
-    assert net(src, tgt_in).shape == (BATCH, 2 * MAX_LEN, VOCAB)
+    logits = net(src, tgt_in)
+    assert logits.shape == (BATCH, 2 * MAX_LEN, VOCAB)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoder_logits_at_the_first_positions_equal_a_run_on_the_target_prefix(variant):
+    # ALiBi and RoPE at twice max_len, beyond any positional table; absolute positions up to their table's end
+    length = 2 * MAX_LEN if variant["positions"] in ("alibi", "rope") else MAX_LEN
+    net, src, tgt_in = network(**variant), tokens(SRC_LEN), tokens(length)
+    logits = net(src, tgt_in)
+    for prefix in (1, TGT_LEN, length - 1):
+        torch.testing.assert_close(net(src, tgt_in[:, :prefix]), logits[:, :prefix])
