@@ -58,31 +58,43 @@ def heads_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if key_mask is None else key_mask[:, None, None, :]
 
 
+def with_causal_order(mask: torch.Tensor, queries: int, keys: int) -> torch.Tensor:
+    """SDPA's attn_mask (bool or float) with its causal order folded in (query i sees keys 0..i), as one mask."""
+    future = torch.ones(queries, keys, dtype=torch.bool, device=mask.device).triu(1)  # (T, S)
+    return mask & ~future if mask.dtype == torch.bool else mask.masked_fill(future, float("-inf"))
+
+
 def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
     """The scores SDPA's softmax reads: q (B, H, T, Dh) . k (B, H, S, Dh) / sqrt(Dh), with mask as SDPA takes its
     attn_mask (bool: -inf where False; float: added), broadcast to (B, H, T, S); if is_causal, query i sees keys 0..i
     (SDPA's). -> (B, H, T, S)."""
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, T, S)
+    if is_causal:
+        everyone = torch.ones((), dtype=torch.bool, device=q.device)
+        mask = with_causal_order(everyone if mask is None else mask, *scores.shape[-2:])
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    if is_causal:
-        future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)  # (T, S)
-        scores = scores.masked_fill(future, float("-inf"))
     return scores
 
 
-def softmax_over_keys(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dimension, the keys; 0, not NaN, on a row whose every score is -inf (a query with no key
-    to attend to, as over a source of only padding): SDPA's output for such a query is 0 too."""
-    none_left = scores.amax(-1, keepdim=True) == float("-inf")  # (..., 1)
-    # filled before the softmax too, so that neither its output nor its gradient holds a NaN
-    return scores.masked_fill(none_left, 0.0).softmax(-1).masked_fill(none_left, 0.0)
+def open_empty_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An attention mask (bool, True attends; or float, -inf masks) whose rows with no key left (a query over a source
+    of only padding) let every key through instead, and those rows (..., 1). A softmax under the returned mask holds
+    no NaN, nor does its gradient; `.masked_fill(rows, 0.0)` then gives those queries weights 0, SDPA's output."""
+    is_bool = mask.dtype == torch.bool
+    # found on the mask, (B, 1, 1, 1) for a key mask, rather than on the scores, (B, H, T, 1): a pass fewer over them
+    rows = ~mask.any(-1, keepdim=True) if is_bool else mask.amax(-1, keepdim=True).isneginf()
+    return (mask | rows if is_bool else mask.masked_fill(rows, 0.0)), rows
 
 
 def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
-    """Softmax of `attention_scores` over the keys: (B, H, T, S); 0 for a query whose keys are all masked."""
-    scores = attention_scores(q, k, mask, is_causal)
-    return scores.softmax(-1) if mask is None else softmax_over_keys(scores)  # causal alone leaves every query key 0
+    """Softmax of `attention_scores` over the keys: (B, H, T, S); 0 for a query with no key left to attend to."""
+    if mask is None:  # the causal order alone leaves every query key 0
+        return attention_scores(q, k, None, is_causal).softmax(-1)
+    if is_causal:
+        mask = with_causal_order(mask, q.shape[2], k.shape[2])
+    mask, empty = open_empty_rows(mask)
+    return attention_scores(q, k, mask, False).softmax(-1).masked_fill(empty, 0.0)
 
 
 def attention_with_dropout(
@@ -178,9 +190,8 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         """Heads q (B, H, T, Dh) over k, v (B, H, S, Dh) -> (B, T, D) after the output projection; mask is SDPA's
         attn_mask (bool, True attends, or float, added), None for none."""
-        if is_causal and mask is not None:  # SDPA takes one or the other: the causal order joins a bool mask
-            mask = mask & torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
-            is_causal = False
+        if is_causal and mask is not None:  # SDPA takes one or the other
+            mask, is_causal = with_causal_order(mask, q.shape[2], k.shape[2]), False
         if self.training and self.dropout > 0.0 and q.device.type == "cpu":
             out = attention_with_dropout(q, k, v, mask, is_causal, self.dropout)  # (B, H, T, Dh)
         else:
