@@ -14,6 +14,7 @@ from nlparena.figures import confusion_figure
 from nlparena.models import BertClassifier
 from nlparena.networks.bert import BertConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, QUIET, run_cli
+from tests.models.test_translation import assert_logged_and_finite
 
 TINY_BERT = [
     f"--model.bert.d_model={D_MODEL}",
@@ -37,9 +38,14 @@ def logged_counts(run_dir: Path, stage: str) -> torch.Tensor:
 @pytest.mark.parametrize("data", ["Sentiment", "SentimentPair"])
 @pytest.mark.parametrize("model", TINY_CLASSIFIERS)
 def test_fast_dev_run_trains_validates_and_tests_every_classifier_on_every_task(model, data):
-    args = (*TINY_CLASSIFIERS[model], f"--data={data}", *TINY_SPLITS, *QUIET)
-    run_cli("fit", *args, "--trainer.fast_dev_run=2")
-    run_cli("test", *args, "--trainer.fast_dev_run=1")
+    args = [*TINY_CLASSIFIERS[model], f"--data={data}", *TINY_SPLITS, *QUIET]
+    cli = NlpArenaCLI(args=[*args, "--trainer.fast_dev_run=2"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2
+    assert_logged_and_finite(cli.trainer.callback_metrics, cli.model.logged_metrics())
+    (tested,) = cli.trainer.test(cli.model, datamodule=cli.datamodule)
+    names = cli.datamodule.class_names
+    assert_logged_and_finite(tested, ["test/loss", "test/accuracy", "test/macro_f1", *(f"test/f1/{n}" for n in names)])
 
 
 @pytest.mark.parametrize("pooling", ["pooler", "cls", "mean"])

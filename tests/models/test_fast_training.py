@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nlparena.cli import NlpArenaCLI
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
 from tests.models.test_classification import PRETRAIN, TINY_CLASSIFIERS, TINY_SPLITS
 
@@ -33,7 +34,17 @@ def test_a_compiled_fit_writes_the_checkpoint_keys_of_an_eager_one(tmp_path):
 
 @pytest.mark.parametrize("args", [COPY, BERT, PRETRAIN], ids=["Transformer", "BertClassifier", "BertPretraining"])
 def test_bf16_mixed_fast_dev_run_passes_on_cpu(args):
-    run_cli("fit", *args, "--trainer.precision=bf16-mixed", "--trainer.fast_dev_run=1")
+    cli = NlpArenaCLI(args=[*args, "--trainer.precision=bf16-mixed", "--trainer.fast_dev_run=2"], run=False)
+    before = {key: value.clone() for key, value in cli.model.state_dict().items()}
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2
+    after = cli.model.state_dict()
+    # mixed precision: the weights stay float32, the steps change them, and they stay finite
+    assert all(after[key].dtype == value.dtype for key, value in before.items())
+    trained = [key for key, p in cli.model.named_parameters() if p.requires_grad]
+    unchanged = [key for key in trained if torch.equal(before[key], after[key])]
+    assert trained and not unchanged
+    assert all(torch.isfinite(value).all() for value in after.values() if value.is_floating_point())
 
 
 @pytest.mark.gpu

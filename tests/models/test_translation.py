@@ -1,4 +1,5 @@
 import glob
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -10,17 +11,45 @@ from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.events import read_events
 from nlparena.models import Transformer
 from nlparena.models.translation import ids_to_text
+from nlparena.networks.decoding import sequence_log_prob
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, VOCAB, run_cli
 
 TASKS = ["Copy", "Reverse", "Sort", "LanguagePair"]
 
 
+def assert_logged_and_finite(metrics: dict[str, torch.Tensor], names: list[str]) -> None:
+    """Each of `names` (or fnmatch patterns) matches a logged metric, and every logged metric is finite."""
+    for name in names:
+        assert any(fnmatch(key, name) for key in metrics), (name, sorted(metrics))
+    for key, value in metrics.items():
+        assert torch.isfinite(torch.as_tensor(value)).all(), key
+
+
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("model", TINY_MODELS)
 def test_fast_dev_run_trains_validates_and_tests_every_model_on_every_task(model, task):
-    args = (*TINY_MODELS[model], f"--data={task}", *TINY_DATA, *QUIET)
-    run_cli("fit", *args, "--trainer.fast_dev_run=2")
-    run_cli("test", *args, "--trainer.fast_dev_run=1", "--model.decode=beam", "--model.beam_size=3")
+    args = [*TINY_MODELS[model], f"--data={task}", *TINY_DATA, *QUIET]
+    cli = NlpArenaCLI(args=[*args, "--trainer.fast_dev_run=2"], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2
+    assert_logged_and_finite(cli.trainer.callback_metrics, cli.model.logged_metrics())
+    beam = NlpArenaCLI(
+        args=[*args, "--trainer.fast_dev_run=1", "--model.decode=beam", "--model.beam_size=3"], run=False
+    )
+    beam.model.load_state_dict(cli.model.state_dict())
+    (tested,) = beam.trainer.test(beam.model, datamodule=beam.datamodule)
+    assert_logged_and_finite(tested, [f"test/{name}" for name in ("loss", "token_accuracy", "exact_match", "bleu")])
+    # the trained model's beam search: with one beam it is greedy decoding; with three, never less likely than greedy
+    trained, src = beam.model.eval(), beam.datamodule.splits["test"][list(range(8))]["src"]
+    trained.decoding, trained.length_penalty = "greedy", 0.0
+    greedy = trained.decode(src)
+    trained.decoding, trained.beam_size = "beam", 1
+    assert torch.equal(trained.decode(src), greedy)
+    trained.beam_size = 3
+    with torch.no_grad():
+        greedy_logp = sequence_log_prob(trained.net, src, greedy)
+        beam_logp = sequence_log_prob(trained.net, src, trained.decode(src))
+    assert (beam_logp >= greedy_logp - 1e-4).all(), (beam_logp, greedy_logp)
 
 
 @pytest.mark.parametrize("model", ["Transformer", "Seq2SeqAttention"])

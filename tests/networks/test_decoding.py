@@ -5,9 +5,11 @@ import torch
 
 from nlparena.data.vocab import BOS, EOS, NUM_SPECIALS, PAD
 from nlparena.networks.decoding import beam_search, greedy_decode, select_beams, sequence_log_prob
+from nlparena.networks.layers import shift_right
+from nlparena.networks.positions import POSITION_CHOICES
 from nlparena.networks.rnn import AttentionConfig, Seq2Seq, Seq2SeqAttention, Seq2SeqConfig
 from nlparena.networks.transformer import Transformer, TransformerConfig
-from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, VOCAB
+from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 from tests.networks.test_rnn import TINY as TINY_RNN
 
 
@@ -140,3 +142,52 @@ def test_longer_outputs_win_with_a_larger_length_penalty():
     long, _ = beam_search(net, src, max_len=MAX_LEN - 1, beam_size=4, alpha=2.0)
     lengths = [int((out != PAD).sum()) for out in (short, long)]
     assert lengths[1] > lengths[0]
+
+
+# Every translation network, with dropout, so that training runs the attention's CPU dropout path.
+WITH_DROPOUT = {
+    **{
+        f"transformer-{positions}": lambda positions=positions: Transformer(
+            TransformerConfig(D_MODEL, HEADS, D_FF, dropout=0.1, positions=positions), VOCAB, MAX_LEN
+        )
+        for positions in POSITION_CHOICES
+    },
+    **{
+        f"{cell}-{name}": lambda cls=cls, cell=cell, attention=attention: cls(
+            replace(TINY_RNN, cell=cell, dropout=0.1), VOCAB, MAX_LEN, **attention
+        )
+        for name, cls, attention in [
+            ("seq2seq", Seq2Seq, {}),
+            ("bahdanau", Seq2SeqAttention, {"attention": AttentionConfig("bahdanau")}),
+            ("dot", Seq2SeqAttention, {"attention": AttentionConfig("dot")}),
+            ("general", Seq2SeqAttention, {"attention": AttentionConfig("general")}),
+            ("general-feeding", Seq2SeqAttention, {"attention": AttentionConfig("general", input_feeding=True)}),
+        ]
+        for cell in ("gru", "lstm")
+    },
+}
+
+
+@pytest.mark.parametrize("name", WITH_DROPOUT)
+def test_a_source_row_of_only_padding_gives_finite_logits_gradients_and_attention_maps(name):
+    torch.manual_seed(0)
+    net = WITH_DROPOUT[name]()
+    src = torch.randint(NUM_SPECIALS, VOCAB, (BATCH, SRC_LEN))
+    src[0, -2:] = PAD
+    src[1] = PAD  # nothing to read
+    tgt_in = shift_right(torch.randint(NUM_SPECIALS, VOCAB, (BATCH, TGT_LEN)))
+    logits = net.train()(src, tgt_in)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(-1).sum().backward()
+    for key, p in net.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), key
+    net.eval()
+    with torch.no_grad():
+        logits = net(src, tgt_in)
+        assert torch.isfinite(logits).all()
+        others = [0, *range(2, BATCH)]  # the other rows are those of a batch without the empty one
+        torch.testing.assert_close(logits[others], net(src[others], tgt_in[others]))
+        if hasattr(net, "attention_weights"):
+            weights = net.attention_weights(net.encode(src), tgt_in)  # (B, T, S)
+            assert torch.isfinite(weights).all() and weights[1].eq(0).all()
+        assert torch.isfinite(sequence_log_prob(net, src, greedy_decode(net, src, max_len=MAX_LEN - 1))).all()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.networks.bert import Bert, BertConfig
-from nlparena.networks.layers import MultiHeadAttention, padding_mask, shift_right
+from nlparena.networks.layers import SelfAttention, padding_mask, shift_right
 from nlparena.networks.transformer import Transformer, TransformerConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
@@ -76,7 +76,7 @@ def test_attention_without_a_mask_equals_attention_with_an_all_true_mask(is_caus
     # Networks pass no mask for a batch without padding (`padding_mask`); with padding, the outputs of the real tokens
     # are those of the unpadded batch (tests/networks/test_transformer.py and test_bert.py).
     torch.manual_seed(0)
-    attn = MultiHeadAttention(D_MODEL, HEADS).eval()
+    attn = SelfAttention(D_MODEL, HEADS, causal=is_causal).eval()
     x = torch.randn(BATCH, SRC_LEN, D_MODEL)
     everyone = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
     if is_causal:  # SDPA refuses is_causal with a mask: compare with the causal mask spelt out
@@ -85,8 +85,8 @@ def test_attention_without_a_mask_equals_attention_with_an_all_true_mask(is_caus
         masked = F.scaled_dot_product_attention(q, k, v, attn_mask=causal & everyone[:, None, None, :])
         expected = attn.out_proj(masked.transpose(1, 2).reshape(BATCH, SRC_LEN, D_MODEL))
     else:
-        expected = attn.self_attend(x, everyone)
-    torch.testing.assert_close(attn.self_attend(x, None, is_causal=is_causal), expected)
+        expected = attn(x, everyone)
+    torch.testing.assert_close(attn(x, None), expected)
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -5,15 +5,8 @@ import torch.nn.functional as F
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks import layers
-from nlparena.networks.layers import (
-    ALiBi,
-    LearnedPositions,
-    MultiHeadAttention,
-    Rotary,
-    SinusoidalPositions,
-    TokenEmbedding,
-    shift_right,
-)
+from nlparena.networks.layers import CrossAttention, MultiHeadAttention, TokenEmbedding, shift_right
+from nlparena.networks.positions import ALiBi, LearnedPositions, Rotary, SinusoidalPositions
 from tests.conftest import BATCH, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
 
@@ -50,14 +43,15 @@ def test_sequence_beyond_positional_table_is_refused():
 
 def test_attention_ignores_masked_keys():
     torch.manual_seed(0)
-    attn = MultiHeadAttention(D_MODEL, HEADS).eval()
+    attn = CrossAttention(D_MODEL, HEADS).eval()
     q, kv = torch.randn(BATCH, TGT_LEN, D_MODEL), torch.randn(BATCH, SRC_LEN, D_MODEL)
     mask = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
     mask[:, -2:] = False
     changed = kv.clone()
     changed[:, -2:] = torch.randn(BATCH, 2, D_MODEL)
-    torch.testing.assert_close(attn(q, kv, mask), attn(q, changed, mask))
-    assert not torch.allclose(attn(q, kv), attn(q, changed))  # without the mask they matter
+    kv, changed = attn.keys_values(kv), attn.keys_values(changed)
+    torch.testing.assert_close(attn(q, *kv, mask), attn(q, *changed, mask))
+    assert not torch.allclose(attn(q, *kv), attn(q, *changed))  # without the mask they matter
 
 
 def test_d_model_not_divisible_by_heads_is_refused():
@@ -68,12 +62,12 @@ def test_d_model_not_divisible_by_heads_is_refused():
 
 def test_alibi_bias_depends_on_the_distance_only_and_grows_with_it():
     alibi = ALiBi(n_heads=4, head_dim=8)
-    near = alibi.bias(torch.arange(0, 5), torch.arange(0, 7), causal=False)  # (H, 5, 7)
-    shifted = alibi.bias(torch.arange(10, 15), torch.arange(10, 17), causal=False)
+    near = alibi.bias(5, 7, offset=0, causal=False)  # (H, 5, 7): queries at 0..4, keys at 0..6
+    shifted = alibi.bias(5, 17, offset=10, causal=False)[:, :, 10:]  # queries at 10..14, keys at 10..16
     torch.testing.assert_close(near, shifted)
     assert (near[:, 0, 1:] < near[:, 0, :-1]).all()  # farther keys get a lower score
     assert (alibi.slopes.flatten()[1:] < alibi.slopes.flatten()[:-1]).all()  # one slope per head, geometric
-    causal = alibi.bias(torch.arange(3), torch.arange(3), causal=True)
+    causal = alibi.bias(3, 3, offset=0, causal=True)
     assert torch.isinf(causal[:, 0, 1:]).all() and torch.isfinite(causal[:, 2]).all()
 
 
@@ -83,13 +77,43 @@ def test_rope_scores_depend_on_the_offset_between_query_and_key_only():
     q, k = torch.randn(1, 2, 1, 8), torch.randn(1, 2, 1, 8)
 
     def score(i: int, j: int) -> torch.Tensor:
-        return (rope.rotate(q, torch.tensor([i])) * rope.rotate(k, torch.tensor([j]))).sum(-1)
+        return (rope.rotate(q, offset=i) * rope.rotate(k, offset=j)).sum(-1)
 
     torch.testing.assert_close(score(3, 1), score(13, 11))
     torch.testing.assert_close(score(0, 5), score(20, 25))
     assert not torch.allclose(score(3, 1), score(3, 2))
     x = torch.randn(1, 2, 4, 8)  # a rotation keeps every vector's norm
-    torch.testing.assert_close(rope.rotate(x, torch.arange(4)).norm(dim=-1), x.norm(dim=-1))
+    torch.testing.assert_close(rope.rotate(x).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_rope_computes_cos_and_sin_once_per_dtype_and_rotates_every_position_by_its_angle(monkeypatch):
+    torch.manual_seed(0)
+    rope = Rotary(n_heads=2, head_dim=8)
+    computed, cos = [], torch.Tensor.cos
+
+    def counted_cos(angles: torch.Tensor) -> torch.Tensor:
+        computed.append(angles.shape)
+        return cos(angles)
+
+    monkeypatch.setattr(torch.Tensor, "cos", counted_cos)
+    x = torch.randn(3, 2, 12, 8)  # (B, H, T, Dh)
+    steps = torch.cat([rope.rotate(x[:, :, t : t + 1], offset=t) for t in range(12)], dim=2)  # as decoding does
+    whole = rope.rotate(x)
+    assert len(computed) == 1  # once for every call above, not once per call
+    rope.rotate(x.bfloat16())
+    assert len(computed) == 2  # once more for another dtype
+    monkeypatch.undo()
+    angles = torch.arange(12.0)[:, None] * rope.inv_freq[None, :]  # (T, Dh/2)
+    pairs = x.unflatten(-1, (4, 2))  # (B, H, T, Dh/2, 2): the pairs of dimensions that rotate together
+    expected = torch.stack(
+        [
+            pairs[..., 0] * angles.cos() - pairs[..., 1] * angles.sin(),
+            pairs[..., 0] * angles.sin() + pairs[..., 1] * angles.cos(),
+        ],
+        dim=-1,
+    ).flatten(-2)
+    torch.testing.assert_close(whole, expected)
+    torch.testing.assert_close(steps, expected)
 
 
 def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p_and_scales_it():
@@ -107,7 +131,7 @@ def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p_and_scales_
     assert (half != 0).float().mean().item() == pytest.approx(0.7, abs=0.01)
 
 
-ATTENTION_CASES = ["no mask", "key mask", "float bias", "causal", "causal, fewer queries"]
+ATTENTION_CASES = ["no mask", "key mask", "float bias", "causal", "causal, fewer queries", "a row of no keys"]
 
 
 def attention_inputs(case: str) -> tuple[torch.Tensor, ...]:
@@ -116,9 +140,11 @@ def attention_inputs(case: str) -> tuple[torch.Tensor, ...]:
     T = S if case == "causal" else T
     q, k, v = (torch.randn(B, H, n, Dh, generator=g) for n in (T, S, S))
     mask = None
-    if case == "key mask":
+    if case in ("key mask", "a row of no keys"):
         mask = torch.ones(B, 1, 1, S, dtype=torch.bool)
         mask[0, ..., 4:] = False
+        if case == "a row of no keys":  # a source of only padding: SDPA gives 0
+            mask[1] = False
     if case == "float bias":
         mask = torch.randn(1, H, T, S, generator=g)
     return q, k, v, mask

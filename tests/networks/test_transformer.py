@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.decoding import greedy_decode
-from nlparena.networks.layers import MultiHeadAttention, shift_right
+from nlparena.networks.layers import CrossAttention, shift_right
 from nlparena.networks.transformer import Transformer, TransformerConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
@@ -122,18 +122,30 @@ def test_cross_attention_weights_sum_to_one_over_real_source_tokens_and_are_zero
 
 def test_explicit_attention_weights_are_the_ones_sdpa_applies():
     torch.manual_seed(0)
-    attn = MultiHeadAttention(D_MODEL, HEADS).eval()
+    attn = CrossAttention(D_MODEL, HEADS).eval()
     query, memory = torch.randn(BATCH, TGT_LEN, D_MODEL), torch.randn(BATCH, SRC_LEN, D_MODEL)
     mask = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
     mask[0, -2:] = False
     k, v = attn.keys_values(memory)
     by_hand = attn.weights(query, k, mask) @ v  # (B, H, T, Dh)
     merged = by_hand.transpose(1, 2).reshape(BATCH, TGT_LEN, D_MODEL)
-    torch.testing.assert_close(attn.out_proj(merged), attn.attend(query, k, v, mask))
+    torch.testing.assert_close(attn.out_proj(merged), attn(query, k, v, mask))
 
 
 @pytest.mark.parametrize("positions", ["alibi", "rope"])
-def test_relative_positions_take_sequences_longer_than_max_len(positions):
+def test_relative_positions_give_finite_logits_at_twice_max_len(positions):
     net = network(positions=positions)
     src, tgt_in = tokens(2 * MAX_LEN), tokens(2 * MAX_LEN)
-    assert net(src, tgt_in).shape == (BATCH, 2 * MAX_LEN, VOCAB)
+    logits = net(src, tgt_in)
+    assert logits.shape == (BATCH, 2 * MAX_LEN, VOCAB)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoder_logits_at_the_first_positions_equal_a_run_on_the_target_prefix(variant):
+    # ALiBi and RoPE at twice max_len, beyond any positional table; absolute positions up to their table's end
+    length = 2 * MAX_LEN if variant["positions"] in ("alibi", "rope") else MAX_LEN
+    net, src, tgt_in = network(**variant), tokens(SRC_LEN), tokens(length)
+    logits = net(src, tgt_in)
+    for prefix in (1, TGT_LEN, length - 1):
+        torch.testing.assert_close(net(src, tgt_in[:, :prefix]), logits[:, :prefix])

@@ -17,11 +17,11 @@ from nlparena.errors import ConfigError
 from nlparena.networks.layers import (
     AttentionStackConfig,
     Dropout,
-    LearnedPositions,
     check_choice,
     check_sizes,
     padding_mask,
 )
+from nlparena.networks.positions import LearnedPositions
 from nlparena.networks.transformer import EncoderLayer
 
 Pooling = Literal["pooler", "cls", "mean"]

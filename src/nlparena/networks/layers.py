@@ -1,4 +1,4 @@
-"""Parts shared by the architectures: attention on SDPA, positions, embeddings, `shift_right`.
+"""Parts shared by the architectures: attention on SDPA, embeddings, masks, `shift_right` (positions: positions.py).
 
 Shapes: B batch, T query length, S key length, D model width, H heads, Dh = D / H.
 """
@@ -16,6 +16,7 @@ from torch import nn
 
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
+from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, attention_positions
 
 
 def shift_right(tgt: torch.Tensor, bos_id: int = BOS) -> torch.Tensor:
@@ -52,19 +53,57 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
+def heads_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A key mask (B, S), True for real tokens, as SDPA's attn_mask for every head and query: (B, 1, 1, S)."""
+    return None if key_mask is None else key_mask[:, None, None, :]
+
+
+def with_causal_order(mask: torch.Tensor, queries: int, keys: int) -> torch.Tensor:
+    """SDPA's attn_mask (bool or float) with its causal order folded in (query i sees keys 0..i), as one mask."""
+    future = torch.ones(queries, keys, dtype=torch.bool, device=mask.device).triu(1)  # (T, S)
+    return mask & ~future if mask.dtype == torch.bool else mask.masked_fill(future, float("-inf"))
+
+
+def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    """The scores SDPA's softmax reads: q (B, H, T, Dh) . k (B, H, S, Dh) / sqrt(Dh), with mask as SDPA takes its
+    attn_mask (bool: -inf where False; float: added), broadcast to (B, H, T, S); if is_causal, query i sees keys 0..i
+    (SDPA's). -> (B, H, T, S)."""
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, T, S)
+    if is_causal:
+        everyone = torch.ones((), dtype=torch.bool, device=q.device)
+        mask = with_causal_order(everyone if mask is None else mask, *scores.shape[-2:])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    return scores
+
+
+def open_empty_rows(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An attention mask (bool, True attends; or float, -inf masks) whose rows with no key left (a query over a source
+    of only padding) let every key through instead, and those rows (..., 1). A softmax under the returned mask holds
+    no NaN, nor does its gradient; `.masked_fill(rows, 0.0)` then gives those queries weights 0, SDPA's output."""
+    is_bool = mask.dtype == torch.bool
+    # found on the mask, (B, 1, 1, 1) for a key mask, rather than on the scores, (B, H, T, 1): a pass fewer over them
+    rows = ~mask.any(-1, keepdim=True) if is_bool else mask.amax(-1, keepdim=True).isneginf()
+    return (mask | rows if is_bool else mask.masked_fill(rows, 0.0)), rows
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    """Softmax of `attention_scores` over the keys: (B, H, T, S); 0 for a query with no key left to attend to."""
+    if mask is None:  # the causal order alone leaves every query key 0
+        return attention_scores(q, k, None, is_causal).softmax(-1)
+    if is_causal:
+        mask = with_causal_order(mask, q.shape[2], k.shape[2])
+    mask, empty = open_empty_rows(mask)
+    return attention_scores(q, k, mask, False).softmax(-1).masked_fill(empty, 0.0)
+
+
 def attention_with_dropout(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool, p: float
 ) -> torch.Tensor:
     """`F.scaled_dot_product_attention` in training with attention dropout p, computed as its math path is (on CPU
     SDPA has no fused kernel with dropout and runs this: scores, mask, softmax, dropout, weighted sum), with the
     dropout of `dropout`. mask: bool (True attends) or float (added to the scores), broadcast to (B, H, T, S)."""
-    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, T, S)
-    if is_causal:  # SDPA's: query i sees keys 0..i
-        causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).tril()
-        mask = causal if mask is None else mask & causal
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    return dropout(scores.softmax(-1), p, training=True) @ v
+    return dropout(attention_weights(q, k, mask, is_causal), p, training=True) @ v
 
 
 def check_sizes(group: str, **sizes: int) -> None:
@@ -114,63 +153,20 @@ class AttentionStackConfig:
         check_dropout(self.group, self.dropout)
 
 
-class ALiBi(nn.Module):
-    """Attention with linear biases (Press et al. 2022, "Train Short, Test Long"): no position vectors; head h adds
-    -m_h * distance to its attention scores, with slopes m_h = 2^(-8 h / H), h = 1..H (the paper's geometric
-    sequence). The bias depends on the distance between query and key only, so nothing is tied to an absolute
-    position the training data may not have had."""
-
-    def __init__(self, n_heads: int, head_dim: int) -> None:
-        super().__init__()
-        slopes = torch.tensor([2.0 ** (-8.0 * h / n_heads) for h in range(1, n_heads + 1)])
-        self.register_buffer("slopes", slopes.view(n_heads, 1, 1), persistent=False)
-
-    def bias(self, query_positions: torch.Tensor, key_positions: torch.Tensor, causal: bool) -> torch.Tensor:
-        """(H, T, S) to add to the scores: -m_h |i - j| (encoder), with -inf for keys after the query if causal."""
-        distance = query_positions[:, None] - key_positions[None, :]  # (T, S): i - j
-        bias = -self.slopes * distance.abs().to(self.slopes.dtype)
-        return bias.masked_fill(distance < 0, float("-inf")) if causal else bias
-
-
-class Rotary(nn.Module):
-    """Rotary position embedding (Su et al. 2021, RoFormer): queries and keys are rotated, pair of dimensions by pair,
-    by angles proportional to their position, so that a query-key dot product depends on their offset only."""
-
-    def __init__(self, n_heads: int, head_dim: int, base: float = 10_000.0) -> None:
-        super().__init__()
-        if head_dim % 2:
-            raise ConfigError(f"rope positions need an even head width; d_model / n_heads is {head_dim}")
-        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (Dh/2,)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-
-    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x (B, H, T, Dh) at `positions` (T,) -> x rotated, the same shape and dtype."""
-        angles = positions.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]  # (T, Dh/2)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        even, odd = x[..., 0::2], x[..., 1::2]
-        return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
-
-
-RELATIVE_POSITIONS = {"alibi": ALiBi, "rope": Rotary}
-
-
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention through `F.scaled_dot_product_attention` (flash / memory-efficient kernels).
+    """Multi-head attention's projections and its computation on `F.scaled_dot_product_attention` (flash /
+    memory-efficient kernels); SelfAttention and CrossAttention say where queries, keys and values come from.
 
-    The query, key and value projections are one (3D, D) matrix, rows [query; key; value]: self-attention
-    projects with one matmul, cross-attention and the decoding cache use its query or key/value rows.
-
-    With `positions` "alibi" or "rope" (self-attention only), positions enter the scores here (ALiBi, Rotary) instead
-    of the embeddings; `offset` is the position of the first query (and of the first new key) in decoding steps.
+    The query, key and value projections are one (3D, D) matrix, rows [query; key; value]: self-attention projects
+    with one matmul, cross-attention and the decoding cache use its query or key/value rows.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, positions: str | None = None) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0) -> None:
         super().__init__()
         check_heads(d_model, n_heads)
         self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
         self.in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.relative = None if positions is None else RELATIVE_POSITIONS[positions](n_heads, d_model // n_heads)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
@@ -180,34 +176,22 @@ class MultiHeadAttention(nn.Module):
         """x (B, T, D) through the `rows` of the input projection (views of the weight, no copy)."""
         return F.linear(x, self.in_proj.weight[rows], self.in_proj.bias[rows])
 
-    def keys_values(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S, D) at positions offset.. -> keys and values, each (B, H, S, Dh); cached by the decoders."""
-        k, v = self.project(x, slice(self.d_model, None)).chunk(2, dim=-1)
-        k = self.split_heads(k)
-        if isinstance(self.relative, Rotary):
-            k = self.relative.rotate(k, positions(k.shape[2], offset, k.device))
-        return k, self.split_heads(v)
+    def queries(self, query: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, H, T, Dh)."""
+        return self.split_heads(self.project(query, slice(0, self.d_model)))
 
-    def sdpa(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        key_mask: torch.Tensor | None,
-        is_causal: bool,
-        offset: int = 0,
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, D) -> keys and values, each (B, H, S, Dh)."""
+        k, v = self.project(x, slice(self.d_model, None)).chunk(2, dim=-1)
+        return self.split_heads(k), self.split_heads(v)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool
     ) -> torch.Tensor:
-        """Heads q (B, H, T, Dh) over k, v (B, H, S, Dh) -> (B, T, D) after the output projection. The queries sit at
-        positions offset.. and the keys at 0.. (rotated already, for rope)."""
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
-        if isinstance(self.relative, Rotary):
-            q = self.relative.rotate(q, positions(q.shape[2], offset, q.device))
-        elif isinstance(self.relative, ALiBi):
-            bias = self.relative.bias(
-                positions(q.shape[2], offset, q.device), positions(k.shape[2], 0, k.device), is_causal
-            )
-            bias = bias.to(q.dtype).unsqueeze(0)  # (1, H, T, S), causal order folded in
-            mask, is_causal = (bias if mask is None else bias.masked_fill(~mask, float("-inf"))), False
+        """Heads q (B, H, T, Dh) over k, v (B, H, S, Dh) -> (B, T, D) after the output projection; mask is SDPA's
+        attn_mask (bool, True attends, or float, added), None for none."""
+        if is_causal and mask is not None:  # SDPA takes one or the other
+            mask, is_causal = with_causal_order(mask, q.shape[2], k.shape[2]), False
         if self.training and self.dropout > 0.0 and q.device.type == "cpu":
             out = attention_with_dropout(q, k, v, mask, is_causal, self.dropout)  # (B, H, T, Dh)
         else:
@@ -217,50 +201,68 @@ class MultiHeadAttention(nn.Module):
         B, H, T, Dh = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, T, H * Dh))  # (B, T, D)
 
-    def self_attend(
-        self, x: torch.Tensor, key_mask: torch.Tensor | None = None, is_causal: bool = False
-    ) -> torch.Tensor:
-        """Self-attention of x (B, T, D), its query, key and value from one matmul; key_mask (B, T) or None."""
-        q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
-        if isinstance(self.relative, Rotary):
-            k = self.relative.rotate(k, positions(k.shape[2], 0, k.device))
-        return self.sdpa(q, k, v, key_mask, is_causal)
 
-    def attend(
+class SelfAttention(MultiHeadAttention):
+    """Attention of a sequence over itself, causal (a decoder's) or not, with the positions that act inside attention
+    (`positions.attention_positions`: ALiBi, RoPE; nothing for the absolute encodings, which the embeddings add)."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, positions: str | None = None, causal: bool = False
+    ) -> None:
+        super().__init__(d_model, n_heads, dropout)
+        self.positions = attention_positions(positions, n_heads, d_model // n_heads)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) -> (B, T, D), its query, key and value from one matmul; key_mask (B, T) True for real tokens,
+        or None for all."""
+        q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))  # each (B, H, T, Dh)
+        return self.attend_at(self.positions.rotate(q), self.positions.rotate(k), v, key_mask, self.causal)
+
+    def keys_values(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, D) at positions offset.. -> keys (rotated there) and values, each (B, H, S, Dh): a decoder caches
+        them."""
+        k, v = super().keys_values(x)
+        return self.positions.rotate(k, offset), v
+
+    def step(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, offset: int) -> torch.Tensor:
+        """The new token x (B, 1, D) at position offset over the cached keys/values (B, H, offset + 1, Dh) of every
+        token up to it, its own included (from `keys_values`) -> (B, 1, D)."""
+        return self.attend_at(self.positions.rotate(self.queries(x), offset), k, v, None, False, offset)
+
+    def attend_at(
         self,
-        query: torch.Tensor,
+        q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
+        key_mask: torch.Tensor | None,
+        is_causal: bool,
         offset: int = 0,
     ) -> torch.Tensor:
-        """query (B, T, D) at positions offset.. over keys/values (B, H, S, Dh); key_mask (B, S) is True for real
-        tokens, None for all."""
-        return self.sdpa(self.queries(query), k, v, key_mask, is_causal, offset)
+        """`attend` with the positions' bias (if any) for queries at offset.. and keys at 0.., folded with the key
+        mask and the causal order into one float mask."""
+        mask = heads_mask(key_mask)  # (B, 1, 1, S) or None
+        bias = self.positions.bias(q.shape[2], k.shape[2], offset, is_causal)  # (H, T, S) or None
+        if bias is not None:
+            bias = bias.to(q.dtype).unsqueeze(0)  # (1, H, T, S), causal order folded in
+            mask, is_causal = (bias if mask is None else bias.masked_fill(~mask, float("-inf"))), False
+        return self.attend(q, k, v, mask, is_causal)
 
-    def queries(self, query: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, H, T, Dh)."""
-        return self.split_heads(self.project(query, slice(0, self.d_model)))
 
-    def weights(self, query: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention weights (B, H, T, S) that `attend` uses, computed explicitly (SDPA does not return them)."""
-        q = self.queries(query)  # (B, H, T, Dh)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, S)
-        if key_mask is not None:
-            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        return scores.softmax(-1)
+class CrossAttention(MultiHeadAttention):
+    """Attention of queries over another sequence (a decoder over its encoder's states), positions playing no part."""
 
     def forward(
-        self,
-        query: torch.Tensor,
-        key_value: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        is_causal: bool = False,
+        self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if query is key_value:
-            return self.self_attend(query, key_mask, is_causal)
-        return self.attend(query, *self.keys_values(key_value), key_mask, is_causal)
+        """query (B, T, D) over keys/values (B, H, S, Dh) from `keys_values` -> (B, T, D); key_mask (B, S) True for
+        real tokens, None for all."""
+        return self.attend(self.queries(query), k, v, heads_mask(key_mask), False)
+
+    def weights(self, query: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention weights (B, H, T, S) that `forward` applies, computed explicitly (SDPA does not return
+        them)."""
+        return attention_weights(self.queries(query), k, heads_mask(key_mask), False)
 
 
 class FeedForward(nn.Sequential):
@@ -268,50 +270,6 @@ class FeedForward(nn.Sequential):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
         super().__init__(nn.Linear(d_model, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d_model))
-
-
-class SinusoidalPositions(nn.Module):
-    """Fixed sin/cos encodings (Vaswani et al. 2017): position p gets its own vector."""
-
-    def __init__(self, d_model: int, max_len: int) -> None:
-        super().__init__()
-        pos = torch.arange(max_len).unsqueeze(1)  # (L, 1)
-        freq = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10_000.0) / d_model))  # (D/2,)
-        table = torch.zeros(max_len, d_model)
-        table[:, 0::2] = torch.sin(pos * freq)
-        table[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
-        self.register_buffer("table", table, persistent=False)
-
-    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
-        """Encodings of positions offset .. offset + length - 1: (length, D)."""
-        check_length(offset + length, self.table.shape[0])
-        return self.table[offset : offset + length]
-
-
-class LearnedPositions(nn.Module):
-    """A trained vector per position (BERT, GPT)."""
-
-    def __init__(self, d_model: int, max_len: int) -> None:
-        super().__init__()
-        self.table = nn.Embedding(max_len, d_model)
-
-    def forward(self, length: int, offset: int = 0) -> torch.Tensor:
-        check_length(offset + length, self.table.num_embeddings)
-        return self.table.weight[offset : offset + length]
-
-
-def positions(length: int, offset: int, device: torch.device) -> torch.Tensor:
-    """Positions offset .. offset + length - 1: (length,)."""
-    return torch.arange(offset, offset + length, device=device)
-
-
-def check_length(length: int, table_size: int) -> None:
-    if length > table_size:
-        raise ConfigError(f"sequence length {length} is beyond the positional table (model.max_len={table_size})")
-
-
-POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
-POSITION_CHOICES = [*POSITIONS, *RELATIVE_POSITIONS]  # relative ones act inside attention, not in the embedding
 
 
 class TokenEmbedding(nn.Module):
@@ -330,7 +288,7 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         self.tokens = tokens or nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         check_choice("positions", positions, POSITION_CHOICES)
-        self.positions = POSITIONS[positions](d_model, max_len) if positions in POSITIONS else None
+        self.positions = ABSOLUTE_POSITIONS[positions](d_model, max_len) if positions in ABSOLUTE_POSITIONS else None
         self.scale = math.sqrt(d_model)
         self.dropout = Dropout(dropout)
 

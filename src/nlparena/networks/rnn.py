@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.layers import Dropout, check_choice, check_dropout, check_sizes
+from nlparena.networks.layers import Dropout, check_choice, check_dropout, check_sizes, open_empty_rows
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 AttentionKind = Literal["bahdanau", "dot", "general"]
@@ -255,7 +255,8 @@ class Attention(nn.Module):
             scores = self.score(energy).squeeze(-1)  # (B, T, S)
         else:
             scores = query @ keys.transpose(1, 2)  # (B, T, S)
-        weights = scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(dim=-1)
+        mask, empty = open_empty_rows(mask.unsqueeze(1))  # (B, 1, S), (B, 1, 1): a source of only padding gets 0
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).masked_fill(empty, 0.0)
         return weights @ states, weights
 
 

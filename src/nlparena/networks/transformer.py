@@ -14,17 +14,17 @@ from torch import nn
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.layers import (
-    POSITION_CHOICES,
-    RELATIVE_POSITIONS,
     AttentionStackConfig,
+    CrossAttention,
     Dropout,
     FeedForward,
-    MultiHeadAttention,
+    SelfAttention,
     TokenEmbedding,
     check_choice,
     check_sizes,
     padding_mask,
 )
+from nlparena.networks.positions import POSITION_CHOICES
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ class EncoderLayer(nn.Module):
     """Self-attention then feed-forward, each in a residual block (pre- or post-norm).
 
     `ff_inner_dropout`: dropout also between the feed-forward block's two linear layers, as in
-    `torch.nn.TransformerEncoderLayer`; BERT has none there.
+    `torch.nn.TransformerEncoderLayer`; BERT has none there. `positions`: the encoding, for those that act inside
+    attention (ALiBi, RoPE).
     """
 
     def __init__(
@@ -90,10 +91,10 @@ class EncoderLayer(nn.Module):
         norm_first: bool,
         layer_norm_eps: float = 1e-5,
         ff_inner_dropout: bool = True,
-        relative_positions: str | None = None,
+        positions: str | None = None,
     ) -> None:
         super().__init__()
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout, relative_positions)
+        self.attn = SelfAttention(d_model, n_heads, dropout, positions)
         self.ff = FeedForward(d_model, d_ff, dropout if ff_inner_dropout else 0.0)
         self.norm1, self.norm2 = nn.LayerNorm(d_model, layer_norm_eps), nn.LayerNorm(d_model, layer_norm_eps)
         self.dropout = Dropout(dropout)
@@ -102,9 +103,9 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """x (B, S, D); mask (B, S) True for real tokens, or None when there is no padding."""
         if self.norm_first:
-            x = x + self.dropout(self.attn.self_attend(self.norm1(x), mask))
+            x = x + self.dropout(self.attn(self.norm1(x), mask))
             return x + self.dropout(self.ff(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attn.self_attend(x, mask)))
+        x = self.norm1(x + self.dropout(self.attn(x, mask)))
         return self.norm2(x + self.dropout(self.ff(x)))
 
 
@@ -118,11 +119,11 @@ class DecoderLayer(nn.Module):
         d_ff: int,
         dropout: float,
         norm_first: bool,
-        relative_positions: str | None = None,
+        positions: str | None = None,
     ) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, relative_positions)  # positions: self only
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.self_attn = SelfAttention(d_model, n_heads, dropout, positions, causal=True)
+        self.cross_attn = CrossAttention(d_model, n_heads, dropout)
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(3))
         self.dropout = Dropout(dropout)
@@ -147,12 +148,10 @@ class DecoderLayer(nn.Module):
         def cross(h: torch.Tensor) -> torch.Tensor:
             if cross_weights is not None:
                 cross_weights.append(self.cross_attn.weights(h, cross_kv[0], memory_mask))
-            return self.cross_attn.attend(h, *cross_kv, key_mask=memory_mask)
+            return self.cross_attn(h, *cross_kv, memory_mask)
 
         def self_attention(h: torch.Tensor) -> torch.Tensor:
-            if self_kv is None:
-                return self.self_attn.self_attend(h, is_causal=True)
-            return self.self_attn.attend(h, *self_kv, offset=offset)
+            return self.self_attn(h) if self_kv is None else self.self_attn.step(h, *self_kv, offset)
 
         blocks = (self_attention, cross, self.ff)
         for norm, block in zip(self.norms, blocks, strict=True):
@@ -182,13 +181,11 @@ class Transformer(nn.Module):
         shared = self.src_embed.tokens if c.share_embeddings else None
         self.tgt_embed = TokenEmbedding(vocab_size, c.d_model, max_len, c.positions, c.dropout, pad_id, tokens=shared)
         layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, c.norm_first)
-        relative = c.positions if c.positions in RELATIVE_POSITIONS else None
+        # Absolute positions are added by the embeddings; self-attention takes the others (positions.py).
         self.encoder = nn.ModuleList(
-            EncoderLayer(*layer_args, relative_positions=relative) for _ in range(c.num_encoder_layers)
+            EncoderLayer(*layer_args, positions=c.positions) for _ in range(c.num_encoder_layers)
         )
-        self.decoder = nn.ModuleList(
-            DecoderLayer(*layer_args, relative_positions=relative) for _ in range(c.num_decoder_layers)
-        )
+        self.decoder = nn.ModuleList(DecoderLayer(*layer_args, c.positions) for _ in range(c.num_decoder_layers))
         # Pre-norm stacks end with a LayerNorm; post-norm layers already end normalised.
         self.encoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
         self.decoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
