@@ -84,3 +84,14 @@ def test_classifier_refuses_bad_settings_naming_the_key(config, num_classes, mes
     """`config` changes RNNConfig keys (refused as the config is built); num_classes is the classifier's own."""
     with pytest.raises(ConfigError, match=message):
         RNNClassifier(replace(TINY, **config), VOCAB, MAX_LEN, num_classes)
+
+
+@pytest.mark.parametrize("config", CLASSIFIERS)
+def test_classifier_gives_finite_logits_and_gradients_for_a_row_of_only_padding(config):
+    net, ids = rnn_classifier(config).train(), ragged_source()
+    ids[1] = PAD
+    logits = net(ids)
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert torch.equal(net.eval().attention_weights(ids)[1], torch.zeros(ids.shape[1]))

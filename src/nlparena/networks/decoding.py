@@ -96,6 +96,22 @@ def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
     return ((5.0 + lengths) / 6.0) ** alpha
 
 
+def keep_greedy_path(
+    candidates: torch.Tensor, scores: torch.Tensor, flat: torch.Tensor, greedy_flat: torch.Tensor
+) -> torch.Tensor:
+    """Keep the greedy path (`greedy_flat` (B,), its index among the candidates (B, K*V)) among the top-K survivors
+    `flat` / `scores` (B, K), in the last slot if it fell out; returns the beam that now holds it (B,). In place.
+
+    Plain beam search can prune the greedy prefix for prefixes that look better now and turn out worse; keeping it
+    means the search never returns a less likely output than greedy decoding."""
+    rows = torch.arange(flat.shape[0], device=flat.device)
+    in_beam = flat == greedy_flat.unsqueeze(1)  # (B, K)
+    kept = in_beam.any(1)
+    flat[:, -1] = torch.where(kept, flat[:, -1], greedy_flat)
+    scores[:, -1] = torch.where(kept, scores[:, -1], candidates[rows, greedy_flat])
+    return torch.where(kept, in_beam.int().argmax(1), flat.shape[1] - 1)
+
+
 @torch.no_grad()
 def beam_search(
     model: EncoderDecoder,
@@ -133,15 +149,7 @@ def beam_search(
         logp = torch.where(finished.unsqueeze(-1), pad_only, logp)
         candidates = (scores.unsqueeze(-1) + logp).view(B, K * V)  # (B, K*V)
         scores, flat = candidates.topk(K, dim=1)  # (B, K), best first
-        # Keep the greedy path in the beam (in the last slot if it fell out), so that the search never
-        # returns a less likely output than greedy decoding: plain beam search can prune the greedy prefix
-        # for prefixes that look better now and turn out worse.
-        greedy_flat = greedy * V + logp[rows, greedy].argmax(-1)  # (B,)
-        in_beam = flat == greedy_flat.unsqueeze(1)  # (B, K)
-        kept = in_beam.any(1)
-        flat[:, -1] = torch.where(kept, flat[:, -1], greedy_flat)
-        scores[:, -1] = torch.where(kept, scores[:, -1], candidates[rows, greedy_flat])
-        greedy = torch.where(kept, in_beam.int().argmax(1), K - 1)
+        greedy = keep_greedy_path(candidates, scores, flat, greedy * V + logp[rows, greedy].argmax(-1))
         beams, nxt = flat // V, flat % V  # which beam each survivor extends, with which token
         tokens = tokens.gather(1, beams.unsqueeze(-1).expand(-1, -1, tokens.shape[2]))  # (B, K, 1 + steps)
         tokens = torch.cat([tokens, nxt.unsqueeze(-1)], dim=2)

@@ -10,7 +10,7 @@ from torch import nn
 
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.layers import Dropout
+from nlparena.networks.layers import Dropout, open_empty_rows
 from nlparena.networks.rnn import RNNConfig, RNNEncoder
 
 
@@ -25,7 +25,8 @@ class AttentionPooling(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """states (B, S, Hd), mask (B, S) True for real tokens -> pooled (B, Hd), weights (B, S), 0 on PAD."""
         scores = self.score(torch.tanh(self.proj(states))).squeeze(-1)  # (B, S)
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        attends, empty = open_empty_rows(mask)  # a row of only padding: weights 0, not a softmax over no token
+        weights = scores.masked_fill(~attends, float("-inf")).softmax(dim=-1).masked_fill(empty, 0.0)
         return (weights.unsqueeze(1) @ states).squeeze(1), weights  # (B, 1, S) @ (B, S, Hd) -> (B, Hd)
 
 
