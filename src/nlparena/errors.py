@@ -11,7 +11,6 @@ import errno
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,29 +44,32 @@ def config_error_in(ex: BaseException | None) -> ConfigError | None:
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def disk_full_in(ex: BaseException | None) -> str | None:
-    """`cannot write FILE: the disk is full (...)` when `ex` was caused by a full disk or quota, however deep Lightning
-    wrapped it (its TensorBoard logger turns the OSError into "you tried to log 0.001 ..."); else None."""
+def _full_disk_error(ex: BaseException | None) -> OSError | None:
+    """The OSError of a full disk or quota that caused `ex`, however deep Lightning wrapped it (its TensorBoard logger
+    turns it into "you tried to log 0.001 ..."); else None."""
     seen = set()
     while ex is not None and id(ex) not in seen:
         if isinstance(ex, OSError) and ex.errno in DISK_FULL:
-            return f"cannot write {_file_of(ex)}: the disk is full ({os.strerror(ex.errno)})"
+            return ex
         seen.add(id(ex))
         ex = ex.__cause__ or (None if ex.__suppress_context__ else ex.__context__)
     return None
 
 
-def _file_of(err: OSError) -> str:
-    """The file a failed write was writing: the error's own filename, else the innermost frame's `filename` or
-    `path` (an OSError raised by `file.write` names no file)."""
-    if err.filename:
-        return str(err.filename)
-    for frame, _ in reversed(list(traceback.walk_tb(err.__traceback__))):
-        for name in ("filename", "path", "file"):
-            value = frame.f_locals.get(name)
-            if isinstance(value, (str, bytes, os.PathLike)):  # TensorBoard's writer holds it as bytes
-                return os.fsdecode(value)
-    return "a file"
+def disk_full_in(ex: BaseException | None) -> str | None:
+    """`cannot write FILE: the disk is full (...)` when `ex` was caused by a full disk or quota; else None."""
+    err = _full_disk_error(ex)
+    if err is None:
+        return None
+    return f"cannot write {err.filename or 'a file'}: the disk is full ({os.strerror(err.errno)})"
+
+
+def name_unnamed_write(ex: BaseException, path: str | os.PathLike | None) -> None:
+    """Give a full disk's OSError that names no file (`file.write` raises it so, as in TensorBoard's event writer)
+    the folder that was being written, `path`, so that `disk_full_in` names it."""
+    err = _full_disk_error(ex)
+    if err is not None and err.filename is None and path is not None:
+        err.filename = os.fspath(path)
 
 
 def _quiet_disk_full_in_threads(args: threading.ExceptHookArgs) -> None:

@@ -50,7 +50,7 @@ from nlparena.cli.parser import ConfigFile, NlpArenaParser, asks_for_help, choic
 from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on_error
 from nlparena.cli.refusals import REFUSALS, build_error, trainer_refusal
 from nlparena.cli.threads import set_threads
-from nlparena.errors import ConfigError, config_error_in
+from nlparena.errors import ConfigError, config_error_in, name_unnamed_write
 from nlparena.models import ArenaModel
 from nlparena.models.checkpoint_file import write_checkpoints_atomically
 
@@ -257,6 +257,7 @@ class NlpArenaCLI(LightningCLI):
             with no_folder_left_on_error(self.trainer):
                 result = work()
         except BaseException as err:
+            name_unnamed_write(err, self.trainer.log_dir)  # a full disk: the run folder, if the write named no file
             path = self.settings(self.config).get("ckpt_path")
             refused = None if release.set_up else setup_error(err, path, lambda: load_refusal(path, self.model))
             self.held_back.end(refused or err)
