@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, ClassVar, Literal, TypeVar
 from weakref import proxy
@@ -69,19 +70,22 @@ class LastCheckpoint(ModelCheckpoint):
         if self._saving:
             self.saved_step = trainer.global_step
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @contextmanager
+    def saving_this_file(self) -> Iterator[None]:
+        """While ModelCheckpoint's own hook runs: a checkpoint saved then is `last.ckpt` (see `on_save_checkpoint`)."""
         self._saving = True
         try:
-            super().on_train_epoch_end(trainer, pl_module)
+            yield
         finally:
             self._saving = False
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        with self.saving_this_file():
+            super().on_train_epoch_end(trainer, pl_module)
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._saving = True
-        try:
+        with self.saving_this_file():
             super().on_validation_end(trainer, pl_module)
-        finally:
-            self._saving = False
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A fit that stops mid-epoch (`max_steps`, `max_time`) still leaves its last step in `last.ckpt`."""
