@@ -203,19 +203,23 @@ def check_save_dirs(trainer: Trainer) -> None:
     """Every logger's `save_dir` must be a folder this process can create and write in."""
     for logger in trainer.loggers:
         save_dir = getattr(logger, "save_dir", None)
-        if not save_dir:
-            continue
-        key = f"trainer.logger.init_args.save_dir={save_dir}"
-        existing = Path(save_dir).absolute()
-        while not existing.exists() and existing != existing.parent:
-            if existing.is_symlink():  # a link to nothing: no folder can be made through it
-                raise ConfigError(f"{key}: {existing} is a link to {os.readlink(existing)}, which does not exist")
-            existing = existing.parent
-        if not existing.is_dir():
-            raise ConfigError(f"{key}: {existing} is a file, not a folder; give a folder for the logs")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"{key}: {existing} is not writable; give a folder you can write in")
-        try:  # what os.access cannot tell: a read-only file system, or a folder that refuses even root
-            os.rmdir(tempfile.mkdtemp(prefix=".nlparena-", dir=existing))
-        except OSError as err:
-            raise ConfigError(f"{key}: cannot write in {existing} ({err.strerror}); give another folder") from None
+        if save_dir:
+            check_writable_folder(Path(save_dir), f"trainer.logger.init_args.save_dir={save_dir}")
+
+
+def check_writable_folder(folder: Path, key: str) -> None:
+    """`folder`, or the nearest folder above it that exists (the rest is made when it is written), must be a folder
+    this process can write in; a ConfigError naming `key` otherwise."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a link to nothing: no folder can be made through it
+            raise ConfigError(f"{key}: {existing} is a link to {os.readlink(existing)}, which does not exist")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}: {existing} is a file, not a folder; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: {existing} is not writable; give a folder you can write in")
+    try:  # what os.access cannot tell: a read-only file system, or a folder that refuses even root
+        os.rmdir(tempfile.mkdtemp(prefix=".nlparena-", dir=existing))
+    except OSError as err:
+        raise ConfigError(f"{key}: cannot write in {existing} ({err.strerror}); give another folder") from None

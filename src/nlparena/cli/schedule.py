@@ -10,8 +10,6 @@ schedulers stepped per epoch), and a bug in one shows in the other.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from types import MethodType
 from typing import Any
@@ -22,7 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.utilities import rank_zero_info
 
 from nlparena.callbacks import LinearScaling
-from nlparena.cli.checks import check_trainer_settings
+from nlparena.cli.checks import check_trainer_settings, check_writable_folder
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.errors import ConfigError, OneLineArgumentParser
 from nlparena.figures import lr_curve_figure
@@ -141,20 +139,6 @@ class ScheduleCLI(NlpArenaCLI):
         return recorder.lrs
 
 
-def check_out_folder(out: Path) -> None:
-    """`--out`'s folder, or the nearest one above it that exists (the rest is made when the figure is written), must
-    be a folder this process can write in: checked by writing there, before the curve is drawn."""
-    existing = out.absolute().parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"--out {out}: {existing} is a file, not a folder")
-    try:  # what os.access cannot tell: a read-only file system, or a folder that refuses even root
-        os.rmdir(tempfile.mkdtemp(prefix=".nlparena-", dir=existing))
-    except OSError as err:
-        raise ConfigError(f"--out {out}: {existing} is not a folder you can write in ({err.strerror})") from None
-
-
 def schedule(args: list[str]) -> list[list[float]]:
     """`nlparena schedule`: draw the lr curve to `--out` (PNG) and its values to the same name with .csv."""
     parser = OneLineArgumentParser(
@@ -170,7 +154,7 @@ def schedule(args: list[str]) -> list[list[float]]:
         raise ConfigError(f"--steps {opts.steps}: must be at least 1")
     if opts.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {opts.out}: must be a .png file")
-    check_out_folder(opts.out)
+    check_writable_folder(opts.out.parent, f"--out {opts.out}")
     cli_args = [arg for path in opts.config for arg in ("--config", path)] + overrides
     lrs = ScheduleCLI(cli_args, opts.steps).curve()
     if not lrs:
