@@ -104,6 +104,7 @@ class TextDataModule(SplitDataModule):
     columns: tuple[str, ...]  # token columns of the cache
     per_row: ClassVar[tuple[str, ...]] = ("keys",)  # int64 arrays of one value per row; keys: of the input text
     limit_keys: ClassVar[tuple[str, ...]]  # the length limits, for the report of dropped rows
+    row_word: ClassVar[str] = "rows"  # what a split's size counts
 
     def __init__(
         self,
@@ -252,7 +253,7 @@ class TextDataModule(SplitDataModule):
                 continue
             has_file = self.plan.source(split) is not self.plan.train
             how = "" if has_file or split == "train" else f"; raise data.{split}_fraction or give data.{split}_file"
-            raise ConfigError(f"no {SPLIT_WORDS[split]} rows in {self.plan.where(split)}{how}")
+            raise ConfigError(f"no {SPLIT_WORDS[split]} {self.row_word} in {self.plan.where(split)}{how}")
 
     # -- what Lightning calls --------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
