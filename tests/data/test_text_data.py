@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from nlparena.data import TextClassification, TextCorpus, TextPair, TextTokenizer, TokenizerConfig
+from nlparena.data import TextClassification, TextCorpus, TextPair, TextTokenizer, TokenizerConfig, text_data
 from nlparena.data.pretraining import IGNORE_INDEX
+from nlparena.data.splits import ShardedBatches
+from nlparena.data.text_cache import cache_root
 from nlparena.data.vocab import EOS, PAD
 from nlparena.errors import ConfigError
 from tests.conftest import QUIET, TINY_MODEL, run_cli
@@ -250,3 +252,40 @@ def test_a_fast_dev_run_fit_through_the_cli(model, data, write, extra):
     held_out = ["--data.val_fraction=0.25", "--data.test_fraction=0.25"]
     run_cli("fit", *model, f"--data={data}", f"--data.train_file={path}", *held_out, *extra, *FAST)
     assert any(Path("cache/tokens").iterdir())
+
+
+def test_the_cache_root_is_the_key_then_the_environment_then_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("NLPARENA_CACHE", str(tmp_path / "from_env"))
+    dm = pairs(tmp_path, cache_dir=None)
+    assert dm.cache.is_relative_to(tmp_path / "from_env")
+    assert cache_root("mine") == Path("mine")
+    monkeypatch.delenv("NLPARENA_CACHE")
+    assert cache_root(None) == Path("~/.cache/nlparena").expanduser()
+
+
+def test_a_large_file_shows_a_progress_bar_while_it_is_tokenized(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(text_data, "PROGRESS_BYTES", 0)
+    pairs(tmp_path)
+    assert f"tokenizing {tmp_path}/pairs.tsv" in capsys.readouterr().err
+
+
+def test_held_out_rows_whose_input_is_in_training_are_counted_in_a_warning_and_kept(tmp_path):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("source\ttarget\n" + "".join(f"same words\tt{i}\n" for i in range(30)))
+    dm = TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning) as warned:
+        dm.setup()
+    val, test = len(dm.splits["val"]), len(dm.splits["test"])
+    assert val + test + len(dm.splits["train"]) == 30
+    message = f"TextPair: {val} of {val} validation rows and {test} of {test} test rows have an input that also occurs"
+    assert any(message in str(w.message) for w in warned)
+
+
+def test_two_processes_share_a_split_without_repeating_a_row(tmp_path):
+    dm = pairs(tmp_path)
+    dm.setup()
+    shares = [list(ShardedBatches(dm.splits["val"], 3, False, 0, num_replicas=2, rank=rank)) for rank in (0, 1)]
+    served = sorted(i for share in shares for batch in share for i in batch)
+    assert served == list(range(len(dm.splits["val"])))
+    bucketed = ShardedBatches(dm.splits["train"], 4, True, 0, bucket_window=2)
+    assert sorted(i for batch in bucketed for i in batch) == list(range(len(dm.splits["train"])))
