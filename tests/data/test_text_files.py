@@ -46,6 +46,12 @@ def test_a_csv_field_may_hold_commas_quotes_and_newlines(tmp_path):
     assert rows == [(2, ('a, "b"\nc', "d")), (4, ("e", "f"))]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes("source,target\na,b\n".encode("utf-8-sig"))
+    assert list(TableFile(path, ("source", "target"), WHAT).rows()) == [(2, ("a", "b"))]
+
+
 def test_rows_are_read_lazily(tmp_path):
     path = tmp_path / "a.tsv"
     path.write_text("source\ttarget\n" + "a\tb\n" * 3 + "only one field\n")

@@ -50,7 +50,8 @@ def text_lines(path: Path, what: str) -> Iterator[tuple[int, str]]:
     with path.open("rb") as file:
         for number, raw in enumerate(file, 1):
             try:
-                yield number, raw.decode("utf-8")
+                # a byte order mark (as some editors write) is not part of the first column's name
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as err:
                 raise ConfigError(
                     f"{what}: {path}:{number}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1})"

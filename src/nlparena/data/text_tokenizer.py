@@ -98,7 +98,7 @@ class TextTokenizer:
         """A tokenizer of `kind` trained on `texts`, streamed (never held as a list); specials at ids 0..6."""
         if kind not in cls.KINDS:
             raise ConfigError(f"data.tokenizer.kind={kind!r}: choose one of {', '.join(cls.KINDS)}")
-        if vocab_size < len(TRAINED_SPECIALS):
+        if vocab_size <= len(TRAINED_SPECIALS):
             raise ConfigError(
                 f"data.tokenizer.vocab_size={vocab_size}: must be more than the {len(TRAINED_SPECIALS)} special "
                 f"tokens ({' '.join(TRAINED_SPECIALS)})"
