@@ -449,6 +449,14 @@ CASES: dict[str, tuple[list[str], str]] = {
     "schedule-lr-negative": (["schedule", *FIT, "--optimizer.init_args.lr=-1"], "optimizer.init_args.lr=-1.0"),
     "schedule-missing-config": (["schedule", "-c", "nowhere.yaml", *FIT], "--config nowhere.yaml: no such file"),
     "schedule-config-duplicate-key": (["schedule", "-c", "duplicate.yaml", *FIT], "duplicate key 'max_epochs'"),
+    # -- export ------------------------------------------------------------------------------------------------------
+    "export-out-not-empty": (["export", "--data=Copy", "--out=compare"], "--out compare: is not empty"),
+    "export-out-is-a-file": (["export", "--data=Copy", "--out=a_file"], "--out a_file: is a file, not a folder"),
+    "export-out-under-a-file": (["export", "--data=Copy", "--out=a_file/data"], "--out a_file/data: "),
+    "export-without-out": (["export", "--data=Copy"], "out"),
+    "export-unknown-data": (["export", "--data=Revers", "--out=data"], "--data Revers: unknown data; choose one of"),
+    "export-bad-data-value": (["export", "--data=Copy", "--data.train_size=0", "--out=data"], "data.train_size=0"),
+    "export-missing-config": (["export", "-c", "nowhere.yaml", "--out=data"], "--config nowhere.yaml: no such file"),
     **HOSTILE_CASES,
 }
 
