@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tokenizers import Tokenizer, models
 
 from nlparena.data import Sentiment
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
-from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
+from tests.models.test_classification import TINY_BERT, TINY_CLASSIFIERS, TINY_SPLITS
 from tests.models.test_hugging_face import hugging_face_bert
 
 CKPT = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"  # made once per module by `made_once`
@@ -120,6 +121,7 @@ def made_once(tmp_path_factory) -> Path:
             Path("read_only").mkdir(mode=0o555)
         hugging_face_bert(vocab_size=Sentiment().vocab_size, d_model=8).save_pretrained("hf_bert")
         write_hostile_files()
+        write_text_files()
     return folder
 
 
@@ -159,6 +161,117 @@ HOSTILE_CASES: dict[str, tuple[list[str], str]] = {
         "hf_broken_weights/model.safetensors cannot be read as weights",
     ),
     "schedule-out-read-only": (["schedule", *FIT, f"--out={READ_ONLY}/lr.png"], f"--out {READ_ONLY}/lr.png: "),
+}
+
+
+# -- users' own text files (issue 23): each refusal names the file, and the line or column where it applies ----------
+TEXT_FILES: dict[str, str | bytes] = {
+    "text/pairs.tsv": "source\ttarget\n" + "".join(f"a b c{i}\tx y{i}\n" for i in range(12)),
+    "text/empty.tsv": "",
+    "text/columns.tsv": "src\ttgt\na\tb\n",
+    "text/stray_tab.tsv": "source\ttarget\na\tb\nc\td\te\n",
+    "text/short_row.csv": "source,target\na,b\nc\n",
+    "text/latin1.tsv": b"source\ttarget\na\tb\ncaf\xe9\tc\n",
+    "text/not_object.jsonl": '{"source": "a", "target": "b"}\n["c", "d"]\n',
+    "text/lacks_key.jsonl": '{"source": "a", "target": "b"}\n{"source": "c"}\n',
+    "text/source.txt": "a\nb\nc\n",
+    "text/target.txt": "x\ny\n",
+    "text/labelled.jsonl": "".join(f'{{"text": "w{i} v", "label": "{("bad", "good")[i % 2]}"}}\n' for i in range(12)),
+    "text/val_labels.jsonl": '{"text": "a", "label": "bad"}\n{"text": "b", "label": "maybe"}\n',
+    "text/blank.txt": "\n \n\n",
+    "text/corpus.txt": "one two.\nthree four.\n\nfive six.\nseven.\n" * 3,
+    "text/not_a_tokenizer.json": '{"version": "1.0"}',
+}
+TEXT = ["--data.cache_dir=text/cache", *QUIET, "--trainer.max_epochs=1"]
+PAIR = [*TINY_MODEL, "--data=TextPair", *TEXT]
+LABELLED = [*TINY_CLASSIFIERS["RNNClassifier"], "--data=TextClassification", *TEXT]
+CORPUS = ["--model=BertPretraining", *TINY_BERT, "--data=TextCorpus", *TEXT]
+
+
+def write_text_files() -> None:
+    """The files of the cases below, in the current folder (`made_once`)."""
+    Path("text").mkdir()
+    for name, content in TEXT_FILES.items():
+        if isinstance(content, bytes):
+            Path(name).write_bytes(content)
+        else:
+            Path(name).write_text(content)
+    Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}, unk_token="[UNK]")).save(
+        "text/no_mask.json"
+    )
+
+
+TEXT_CASES: dict[str, tuple[list[str], str]] = {
+    "text-train-file-missing": (
+        ["fit", *PAIR, "--data.train_file=text/nowhere.tsv"],
+        "data.train_file=text/nowhere.tsv: text/nowhere.tsv: no such file",
+    ),
+    "text-train-file-empty": (["fit", *PAIR, "--data.train_file=text/empty.tsv"], "text/empty.tsv is empty"),
+    "text-column-not-in-file": (
+        ["fit", *PAIR, "--data.train_file=text/columns.tsv"],
+        "text/columns.tsv has no column 'source' (its columns: src, tgt)",
+    ),
+    "text-tsv-stray-tab": (
+        ["fit", *PAIR, "--data.train_file=text/stray_tab.tsv"],
+        "text/stray_tab.tsv:3: 3 fields, but the header has 2",
+    ),
+    "text-csv-short-row": (
+        ["fit", *PAIR, "--data.train_file=text/short_row.csv"],
+        "text/short_row.csv:3: 1 fields, but the header has 2",
+    ),
+    "text-not-utf8": (
+        ["fit", *PAIR, "--data.train_file=text/latin1.tsv"],
+        "text/latin1.tsv:3: not UTF-8 text (byte 0xe9 at column 4)",
+    ),
+    "text-json-line-not-an-object": (
+        ["fit", *PAIR, "--data.train_file=text/not_object.jsonl"],
+        "text/not_object.jsonl:2: not a JSON object",
+    ),
+    "text-json-line-lacks-key": (
+        ["fit", *PAIR, "--data.train_file=text/lacks_key.jsonl"],
+        "text/lacks_key.jsonl:2: no key 'target' (its keys: source)",
+    ),
+    "text-aligned-files-of-different-lengths": (
+        ["fit", *PAIR, "--data.source_file=text/source.txt", "--data.target_file=text/target.txt"],
+        "text/source.txt has 3 lines but text/target.txt has 2 lines",
+    ),
+    "text-val-file-missing": (
+        ["fit", *PAIR, "--data.train_file=text/pairs.tsv", "--data.val_file=text/nowhere.tsv"],
+        "data.val_file=text/nowhere.tsv: text/nowhere.tsv: no such file",
+    ),
+    "text-val-label-not-in-training": (
+        ["fit", *LABELLED, "--data.train_file=text/labelled.jsonl", "--data.val_file=text/val_labels.jsonl"],
+        "text/val_labels.jsonl:2: label 'maybe' of a validation row has no training row in text/labelled.jsonl",
+    ),
+    "text-given-label-without-training-row": (
+        ["fit", *LABELLED, "--data.train_file=text/labelled.jsonl", "--data.labels=[bad, good, other]"],
+        "data.labels: class 'other' has no training row in text/labelled.jsonl",
+    ),
+    "text-label-not-given": (
+        ["fit", *LABELLED, "--data.train_file=text/labelled.jsonl", "--data.labels=[bad, other]"],
+        "data.labels: text/labelled.jsonl:2: label 'good' is not one of bad, other",
+    ),
+    "text-corpus-of-blank-lines": (["fit", *CORPUS, "--data.train_file=text/blank.txt"], "text/blank.txt has only"),
+    "text-tokenizer-file-not-a-tokenizer": (
+        ["fit", *PAIR, "--data.train_file=text/pairs.tsv", "--data.tokenizer.file=text/not_a_tokenizer.json"],
+        "data.tokenizer.file=text/not_a_tokenizer.json: text/not_a_tokenizer.json is not a tokenizer.json (",
+    ),
+    "text-tokenizer-lacks-mask": (
+        ["fit", *CORPUS, "--data.train_file=text/corpus.txt", "--data.tokenizer.file=text/no_mask.json"],
+        "data.tokenizer.file=text/no_mask.json: the tokenizer has no mask token (<mask>/[MASK])",
+    ),
+    "text-tokenizer-lacks-bos-for-translation": (
+        ["fit", *PAIR, "--data.train_file=text/pairs.tsv", "--data.tokenizer.file=text/no_mask.json"],
+        "data.tokenizer.file=text/no_mask.json: the tokenizer has no bos token",
+    ),
+    "text-tokenizer-vocab-size-below-specials": (
+        ["fit", *PAIR, "--data.train_file=text/pairs.tsv", "--data.tokenizer.vocab_size=5"],
+        "data.tokenizer.vocab_size=5: must be more than the 7 special tokens",
+    ),
+    "text-val-file-and-fraction": (
+        ["fit", *PAIR, "--data.train_file=text/pairs.tsv", "--data.val_file=text/pairs.tsv", "--data.val_fraction=0.1"],
+        "data.val_fraction=0.1: give data.val_file or a fraction, not both",
+    ),
 }
 
 
@@ -458,6 +571,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "export-bad-data-value": (["export", "--data=Copy", "--data.train_size=0", "--out=data"], "data.train_size=0"),
     "export-missing-config": (["export", "-c", "nowhere.yaml", "--out=data"], "--config nowhere.yaml: no such file"),
     **HOSTILE_CASES,
+    **TEXT_CASES,
 }
 
 

@@ -62,12 +62,14 @@ def mask_tokens(
     vocab_size: int,
     rate: float = 0.15,
     special_ids: Sequence[int] = tuple(range(NUM_SPECIALS)),
+    mask_id: int = MASK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of (N, W) ids -> (masked ids, mlm_labels), both (N, W).
 
     Each row chooses floor(rate * its non-special tokens + U[0, 1)) of them: `rate` on average, and at
     least one in a row of 1 / rate such tokens or more. A chosen token becomes MASK (80%), a random
     non-special token (10%) or stays (10%); mlm_labels hold its original id, IGNORE_INDEX elsewhere.
+    `special_ids` and `mask_id` are those of the vocabulary (a tokenizer read from a file has its own).
     """
     if not 0 <= rate <= 1:
         raise ValueError(f"rate={rate}: must be in [0, 1]")
@@ -77,9 +79,11 @@ def mask_tokens(
     score = torch.rand(ids.shape, generator=g).masked_fill(~candidate, 2.0)  # non-candidates sort last
     chosen = score.argsort(1).argsort(1) < count.unsqueeze(1)  # (N, W) the first `count` of a random order
     action = torch.rand(ids.shape, generator=g)
-    pool = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids)])
+    pool = torch.ones(vocab_size, dtype=torch.bool)
+    pool[specials[specials < vocab_size]] = False
+    pool = pool.nonzero().squeeze(1)  # the non-special ids, ascending
     random_tokens = pool[torch.randint(len(pool), ids.shape, generator=g)]
-    masked = torch.where(chosen & (action < 0.8), MASK, ids)
+    masked = torch.where(chosen & (action < 0.8), mask_id, ids)
     masked = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_tokens, masked)
     return masked, torch.where(chosen, ids, IGNORE_INDEX)
 

@@ -14,6 +14,8 @@ NUM_SPECIALS = len(SPECIALS)
 class Vocab:
     """Token strings for the specials followed by a task's own symbols; id i is `tokens[i]`."""
 
+    detokenizes = False  # `decode` joins token strings with spaces (a TextTokenizer gives back the text)
+
     def __init__(self, symbols: Sequence[str]) -> None:
         self.tokens = list(SPECIALS) + list(symbols)
         self.index = {tok: i for i, tok in enumerate(self.tokens)}
@@ -22,6 +24,10 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def to_json(self) -> None:
+        """None: a synthetic vocabulary is rebuilt from the data's settings (a TextTokenizer returns its JSON)."""
+        return None
 
     def decode(self, ids: Iterable[int] | torch.Tensor, strip: bool = True) -> str:
         """Ids to a space-separated string; stops at EOS and drops PAD/BOS when `strip`."""
