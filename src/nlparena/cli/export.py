@@ -20,14 +20,15 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 
 from nlparena.cli.checks import check_writable_folder
-from nlparena.cli.parser import ConfigFile, NlpArenaParser
-from nlparena.data import Pretraining
+from nlparena.cli.parser import ConfigFile, NlpArenaParser, subclasses
+from nlparena.data import Pretraining, SplitDataModule, TextDataModule
 from nlparena.data.pretraining import IGNORE_INDEX, documents, next_sentence_partners
 from nlparena.data.sentiment import bert_inputs
 from nlparena.data.tasks import split_generator
 from nlparena.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+FAMILIES = ("translation", "classification", "pretraining")
 
 
 class ExportParser(NlpArenaParser):
@@ -125,12 +126,16 @@ def write_split(data: LightningDataModule, split: str, out: Path) -> Path:
     return path
 
 
-def check_exportable(data: LightningDataModule, name: str) -> None:
-    family = getattr(data, "family", None)
-    if family not in ("translation", "classification", "pretraining") or not hasattr(data, "splits"):
-        raise ConfigError(f"--data {name}: not a data module of nlparena's tasks; nothing to export")
-    if family == "pretraining" and not isinstance(data, Pretraining):
-        raise ConfigError(f"--data {name}: its documents are read from files already; export the synthetic Pretraining")
+def check_exportable(class_path: str) -> None:
+    """`--data` must be a synthetic task's data module (one of users' text files is its files already), checked
+    before it is built."""
+    data_class = subclasses(LightningDataModule).get(class_path)
+    name = class_path.rsplit(".", 1)[-1]
+    if data_class is not None and issubclass(data_class, TextDataModule):
+        raise ConfigError(f"--data {name}: reads text files already; export a synthetic task's data")
+    family = getattr(data_class, "family", None)
+    if data_class is None or not issubclass(data_class, SplitDataModule) or family not in FAMILIES:
+        raise ConfigError(f"--data {name}: not a data module of nlparena's synthetic tasks; nothing to export")
 
 
 def export(args: list[str]) -> list[Path]:
@@ -141,9 +146,9 @@ def export(args: list[str]) -> list[Path]:
     config = parser.parse_args(args)
     out = Path(config.out)
     check_out_folder(out)
+    check_exportable(config.data.class_path)
     data = parser.instantiate(config).data
     name = type(data).__name__
-    check_exportable(data, name)
     data.setup("fit")
     out.mkdir(parents=True, exist_ok=True)
     written = [write_split(data, split, out) for split in SPLITS]
