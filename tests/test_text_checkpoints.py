@@ -3,12 +3,14 @@ given those weights (test, fine-tuning, `--model.pretrained`), checked against t
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import sacrebleu
 import torch
 
 from nlparena.cli import NlpArenaCLI
@@ -193,3 +195,20 @@ def test_a_hugging_face_folder_gives_text_data_its_tokenizer_json(tmp_path):
     cli = NlpArenaCLI(args=args, run=False)
     assert cli.datamodule.vocab.fingerprint == tokenizer.fingerprint
     assert not Path("cache/tokenizers").exists() or not list(Path("cache/tokenizers").glob("*/tokenizer.json"))
+
+
+def test_testing_text_logs_sacrebleu_of_the_detokenized_outputs_in_test_outputs_csv(made, monkeypatch):
+    monkeypatch.setattr(TranslationModel, "decode", copy_the_source)
+    exported = Path("pairs/test.tsv").read_text().splitlines()[1:]
+    copies = [f"{row.split(chr(9))[0]}\t{row.split(chr(9))[0]}" for row in exported[:6]]  # targets a copy gets right
+    Path("mixed.tsv").write_text("\n".join(["source\ttarget", *copies, *exported[6:]]) + "\n")
+    cli = NlpArenaCLI(["test", *TEXT, "--data.test_file=mixed.tsv", f"--ckpt_path={CKPT}"])
+    with Path(cli.trainer.log_dir, "test_outputs.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    outputs, references = [row["output"] for row in rows], [row["reference"] for row in rows]
+    assert outputs[:6] == references[:6] and all("▁" not in text for text in outputs + references)  # detokenized
+    bleu = sacrebleu.corpus_bleu(outputs, [references]).score
+    assert 0 < bleu < 100
+    assert cli.trainer.callback_metrics["test/sacrebleu"].item() == pytest.approx(bleu, abs=1e-6)
+    chrf = sacrebleu.corpus_chrf(outputs, [references]).score
+    assert cli.trainer.callback_metrics["test/chrf"].item() == pytest.approx(chrf, abs=1e-6)
