@@ -519,6 +519,21 @@ CASES: dict[str, tuple[list[str], str]] = {
     "translate-prefix-option": (["translate", f"--ckpt_path={CKPT}", "--beam_siz=3", "3 4"], "--beam_siz"),
     "translate-without-ckpt": (["translate", "3 4"], "--ckpt_path"),
     "translate-without-inputs": (["translate", f"--ckpt_path={CKPT}"], "inputs"),
+    "translate-greedy-with-beam-size": (
+        ["translate", f"--ckpt_path={CKPT}", "--decode=greedy", "--beam_size=3", "3 4"],
+        "--beam_size 3: a setting of beam search, not of --decode greedy",
+    ),
+    "translate-file-missing": (
+        ["translate", f"--ckpt_path={CKPT}", "--file=nowhere.txt"],
+        "--file nowhere.txt: no such",
+    ),
+    "translate-file-folder": (["translate", f"--ckpt_path={CKPT}", "--file=compare"], "--file compare: is a folder"),
+    "translate-file-and-inputs": (["translate", f"--ckpt_path={CKPT}", "--file=a_file", "3 4"], "not both"),
+    "translate-file-out-of-vocabulary": (
+        ["translate", f"--ckpt_path={CKPT}", "--file=a_file"],
+        "--file a_file line 1: token 'not' in 'not a folder' is not in the vocabulary",
+    ),
+    "translate-batch-size-0": (["translate", f"--ckpt_path={CKPT}", "--batch_size=0", "3 4"], "--batch_size 0: must"),
     "translate-foreign-checkpoint": (["translate", "--ckpt_path=foreign.ckpt", "3 4"], "--ckpt_path foreign.ckpt: "),
     # -- compare ----------------------------------------------------------------------------------------------------
     **{
@@ -562,6 +577,18 @@ CASES: dict[str, tuple[list[str], str]] = {
     "schedule-lr-negative": (["schedule", *FIT, "--optimizer.init_args.lr=-1"], "optimizer.init_args.lr=-1.0"),
     "schedule-missing-config": (["schedule", "-c", "nowhere.yaml", *FIT], "--config nowhere.yaml: no such file"),
     "schedule-config-duplicate-key": (["schedule", "-c", "duplicate.yaml", *FIT], "duplicate key 'max_epochs'"),
+    # -- export ------------------------------------------------------------------------------------------------------
+    "export-out-not-empty": (["export", "--data=Copy", "--out=compare"], "--out compare: is not empty"),
+    "export-out-is-a-file": (["export", "--data=Copy", "--out=a_file"], "--out a_file: is a file, not a folder"),
+    "export-out-under-a-file": (["export", "--data=Copy", "--out=a_file/data"], "--out a_file/data: "),
+    "export-without-out": (["export", "--data=Copy"], "out"),
+    "export-unknown-data": (["export", "--data=Revers", "--out=data"], "--data Revers: unknown data; choose one of"),
+    "export-bad-data-value": (["export", "--data=Copy", "--data.train_size=0", "--out=data"], "data.train_size=0"),
+    "export-text-data": (
+        ["export", "--data=TextPair", "--data.train_file=nowhere.tsv", "--out=data"],
+        "--data TextPair: reads text files already",
+    ),
+    "export-missing-config": (["export", "-c", "nowhere.yaml", "--out=data"], "--config nowhere.yaml: no such file"),
     **HOSTILE_CASES,
     **TEXT_CASES,
 }

@@ -5,17 +5,19 @@ from __future__ import annotations
 import sys
 
 from nlparena import cpu_load  # noqa: F401  (first: the CPU load is measured from here, for `--threads auto`)
+from nlparena.cli.export import export
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.cli.schedule import schedule
 from nlparena.cli.translate import translate
 from nlparena.compare.runner import compare
 from nlparena.errors import one_line_errors
 
-SUBCOMMANDS = {"translate": translate, "schedule": schedule, "compare": compare}  # the rest are LightningCLI's
+# the rest are LightningCLI's
+SUBCOMMANDS = {"translate": translate, "schedule": schedule, "export": export, "compare": compare}
 
 
 def main(args: list[str] | None = None) -> None:
-    """`nlparena translate | schedule | compare ...`, or LightningCLI's `fit | validate | test | predict ...`."""
+    """`nlparena translate | schedule | export | compare ...`, or LightningCLI's `fit | validate | test | predict`."""
     args = sys.argv[1:] if args is None else args
     with one_line_errors():
         if args[:1] and args[0] in SUBCOMMANDS:

@@ -19,6 +19,7 @@ from lightning.pytorch.cli import instantiate_class
 
 from nlparena.cli.checks import DATA_DECIDED
 from nlparena.cli.refusals import REFUSALS, message_of, signature_defaults
+from nlparena.data.text_tokenizer import TextTokenizer
 from nlparena.errors import ConfigError, shorten
 from nlparena.models import ArenaModel
 from nlparena.models.base import flatten
@@ -95,6 +96,7 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], path: str, model: ArenaMod
     what = f"--ckpt_path {path}"
     data_name = type(data).__name__
     saved_vocab, vocab = checkpoint.get("vocabulary"), getattr(data, "vocab", None)
+    check_same_tokenizer(checkpoint, what, vocab, data_name)
     if saved_vocab is not None and vocab is not None and list(saved_vocab) != list(vocab.tokens):
         raise ConfigError(
             f"{what}: trained on another vocabulary ({len(saved_vocab)} tokens; --data {data_name} with these "
@@ -126,6 +128,20 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], path: str, model: ArenaMod
     missing = [key for key in ours if key not in checkpoint["state_dict"]]
     if missing:
         raise ConfigError(f"{what}: lacks {len(missing)} of this model's tensors ({shorten(missing[0], 60)}, ...)")
+
+
+def check_same_tokenizer(checkpoint: dict[str, Any], what: str, vocab: Any, data_name: str) -> None:
+    """A checkpoint of text data must be given data read with its own tokenizer: the same token strings under
+    another tokenizer's rules (normalisation, pre-tokenization, merges) are other ids for the same text."""
+    saved = checkpoint.get("tokenizer")
+    ours = vocab.to_json() if vocab is not None else None
+    if saved is None or ours is None or TextTokenizer.from_json(saved).fingerprint == vocab.fingerprint:
+        return
+    source = getattr(vocab, "source", None) or "trained on data.train_file"
+    raise ConfigError(
+        f"{what}: trained with another tokenizer than the one --data {data_name} reads its text with ({source}); "
+        "leave data.tokenizer.file out to use the checkpoint's"
+    )
 
 
 def check_optimizer_state(checkpoint: dict[str, Any], path: str, model: ArenaModel, optimizer_init: Any) -> None:

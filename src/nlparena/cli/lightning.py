@@ -50,6 +50,7 @@ from nlparena.cli.parser import ConfigFile, NlpArenaParser, asks_for_help, choic
 from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on_error
 from nlparena.cli.refusals import REFUSALS, build_error, trainer_refusal
 from nlparena.cli.threads import set_threads
+from nlparena.cli.tokenizer_of_weights import give_data_the_tokenizer_of_weights
 from nlparena.errors import ConfigError, config_error_in, name_unnamed_write
 from nlparena.models import ArenaModel
 from nlparena.models.checkpoint_file import write_checkpoints_atomically
@@ -282,8 +283,9 @@ class NlpArenaCLI(LightningCLI):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def before_instantiate_classes(self) -> None:
-        """Check that model and data belong to the same family; build a TensorBoardLogger as RunFolderLogger (its
-        version folder claimed atomically); name an unnamed TensorBoard run `<data>/<model>`."""
+        """Check that model and data belong to the same family; give text data the tokenizer the weights were trained
+        with; build a TensorBoardLogger as RunFolderLogger (its version folder claimed atomically); name an unnamed
+        TensorBoard run `<data>/<model>`."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         set_threads(config.get("threads"))
         model_class = subclasses(ArenaModel).get(config.model.class_path)
@@ -295,6 +297,7 @@ class NlpArenaCLI(LightningCLI):
                 f"--model {model_class.__name__} trains on {family} data but --data {data_class.__name__} is "
                 f"{data_family} data; choose --data from {', '.join(choices(LightningDataModule, family))}"
             )
+        give_data_the_tokenizer_of_weights(config, self.checkpoint)  # before the data trains a tokenizer of its own
         logger = config.trainer.logger
         if isinstance(logger, Namespace) and logger.class_path in TENSORBOARD_LOGGERS:
             logger.class_path = f"{RunFolderLogger.__module__}.{RunFolderLogger.__name__}"  # same arguments

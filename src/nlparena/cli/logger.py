@@ -69,6 +69,9 @@ class RunFolderLogger(TensorBoardLogger):
                 return version
 
 
+TOKENIZER_FILE = "tokenizer.json"  # the data's tokenizer, in the run folder beside config.yaml
+
+
 class HParamsSession(SaveConfigCallback):
     """LightningCLI's `config.yaml` in the run folder, and the run's row in TensorBoard's HPARAMS tab: a session
     (start info at setup, end info with the status at the end) holding the run's settings (`run_settings`).
@@ -90,6 +93,17 @@ class HParamsSession(SaveConfigCallback):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._session_stage: str | None = None  # the stage whose session is open, on the global-zero process
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """LightningCLI's (config.yaml, then `save_config`), and beside config.yaml the data's tokenizer as
+        `tokenizer.json` when it has one (users' text), on the global-zero process."""
+        saving = self.save_to_log_dir and not self.already_saved
+        log_dir = trainer.log_dir if saving else None  # on every process: Lightning broadcasts it from process 0
+        super().setup(trainer, pl_module, stage)
+        vocab = getattr(trainer.datamodule, "vocab", None)
+        tokenizer = vocab.to_json() if vocab is not None else None
+        if log_dir is not None and tokenizer is not None and trainer.is_global_zero:
+            Path(log_dir, TOKENIZER_FILE).write_text(tokenizer)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         logger = trainer.logger

@@ -12,9 +12,11 @@ source-length bucket for translation, confusion matrices side by side for classi
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
+from nlparena.callbacks.test_outputs import SACREBLEU_FILE
 from nlparena.compare.config import Comparison, Record
 from nlparena.compare.groups import (
     Group,
@@ -61,6 +63,20 @@ def length_test_metrics(events: list[RunEvents]) -> list[str]:
     """The per source-length test metrics any run logged (`test/exact_match_by_length/09-12`), by metric and bucket."""
     prefixes = tuple(f"test/{key}/" for key in BUCKETS)
     return sorted({tag for run in events for tag in run.scalars if tag.startswith(prefixes)})
+
+
+def sacrebleu_signatures(records: list[Record]) -> dict[str, str]:
+    """The signature of each sacreBLEU score the trials logged (`sacrebleu.json` in their run folders), by logged
+    name; a score whose trials used different settings has each of its signatures, joined by ` / `."""
+    found: dict[str, list[str]] = {}
+    for record in records:
+        path = record.version_dir / SACREBLEU_FILE if record.version_dir else None
+        if path is None or not path.is_file():
+            continue
+        for name, entry in json.loads(path.read_text()).items():
+            if entry["signature"] not in found.setdefault(name, []):
+                found[name].append(entry["signature"])
+    return {name: " / ".join(signatures) for name, signatures in sorted(found.items())}
 
 
 def results(
@@ -116,7 +132,8 @@ def summarized(
     test_metric = "test/" + metric.removeprefix("val/")
     pairs = verdicts(selected, comparison.baselines(), test_metric, mode)
     sweep = sweep_rows(groups, selected, metric)
-    return Tables(comparison, records, rows, summary, pairs, sweep, metric, mode), selected, groups
+    tables = Tables(comparison, records, rows, summary, pairs, sweep, metric, mode, sacrebleu_signatures(records))
+    return tables, selected, groups
 
 
 def headline(records: list[Record]) -> tuple[str, str]:

@@ -7,7 +7,7 @@ one that has nothing to show returns [].
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Tables:
     sweep: list[dict[str, Any]]  # sweep.csv: a row per run and setting
     metric: str  # the validation headline metric
     mode: str  # "max" or "min"
+    signatures: dict[str, str] = field(default_factory=dict)  # a sacreBLEU metric's signature, by logged name
 
 
 def markdown(tables: Tables, pretraining: list[str], figures: list[Path]) -> str:
@@ -139,6 +140,9 @@ def heading(tables: Tables) -> list[str]:
     ]
     if comparison.baseline:
         lines.append(f"- baseline: `{comparison.baseline}`")
+    if tables.signatures:
+        scores = ", ".join(f"`{name}` is `{signature}`" for name, signature in tables.signatures.items())
+        lines.append(f"- sacreBLEU on detokenized test outputs: {scores}")
     if comparison.curve is not None:
         key, values = comparison.curve
         lines.append(f"- curve: every run at `{key}` = {', '.join(cli_value(v) for v in values)}")

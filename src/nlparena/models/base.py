@@ -254,12 +254,16 @@ class ArenaModel(pl.LightningModule):
             window.sums.copy_(saved if self.global_rank == 0 else torch.zeros_like(saved))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the token strings with the weights: `nlparena translate` reads and writes text with them, and
+        """Keep the token strings with the weights, and the tokenizer of text data (its JSON): `nlparena translate`
+        reads and writes text with them, a run given these weights reads its text with that tokenizer, and
         fine-tuning from a checkpoint checks that the vocabularies match. Keep the sums of the training window
         since the last log (added up across processes: every process writes the checkpoint's content)."""
         vocab = getattr(self.trainer.datamodule, "vocab", None)
         if vocab is not None:
             checkpoint["vocabulary"] = vocab.tokens
+            tokenizer = vocab.to_json()  # None for a synthetic task's vocabulary
+            if tokenizer is not None:
+                checkpoint["tokenizer"] = tokenizer
         window = getattr(self, "train_window", None)
         if isinstance(window, RatioSums):
             with window.sync_context():
