@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import transformers  # the hf extra, part of dev
 
-from nlparena.data import Sentiment
+from nlparena.cli import NlpArenaCLI
+from nlparena.data import Sentiment, TextTokenizer
 from nlparena.data.vocab import PAD
 from nlparena.errors import ConfigError
 from nlparena.models import BertClassifier
@@ -113,3 +116,62 @@ def test_a_hugging_face_folder_of_other_sizes_is_refused_naming_the_key(tmp_path
     expected = rf"its hidden_size is {2 * D_MODEL}, model.bert.d_model is {D_MODEL}; set --model.bert.d_model="
     with pytest.raises(ConfigError, match=expected):
         BertClassifier(bert=config, pretrained=f"hf:{tmp_path / 'hf'}", vocab_size=vocab, max_len=30, num_classes=3)
+
+
+# BERT's specials where a vocab.txt puts them, none at the ids nlparena's trained tokenizers give them (0..6 but PAD)
+BERT_VOCAB = ["[PAD]", "the", "a", "movie", "[UNK]", "film", "plot", "was", "[CLS]", "is", "very", "not", "[SEP]"]
+BERT_VOCAB += ["[MASK]", "good", "great", "fun", "bad", "dull", "awful"]
+REVIEWS = [("the movie was very good", "pos"), ("a plot not fun", "neg"), ("the film is great", "pos")]
+REVIEWS += [("a movie was dull", "neg"), ("the plot is fun zebra", "pos"), ("a film was very awful", "neg")]
+
+
+def hugging_face_folder(folder: Path) -> transformers.PreTrainedTokenizerBase:
+    """A tiny random Hugging Face BERT and its own fast tokenizer (tokenizer.json, BERT's specials) in `folder`."""
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+    tokenizer = transformers.BertTokenizerFast(str(folder / "vocab.txt"))
+    tokenizer.save_pretrained(folder)
+    hugging_face_bert(len(tokenizer)).save_pretrained(folder)
+    return tokenizer
+
+
+def test_a_hugging_face_bert_fine_tunes_on_a_csv_with_its_own_tokenizer(tmp_path):
+    tokenizer = hugging_face_folder(tmp_path / "hf")
+    assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id) == (8, 12, 4)
+    Path("reviews.csv").write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in REVIEWS * 8))
+    args = [
+        *TINY_CLASSIFIERS["BertClassifier"],
+        f"--model.pretrained=hf:{tmp_path / 'hf'}",
+        "--data=TextClassification",
+        "--data.train_file=reviews.csv",
+        "--data.val_fraction=0.2",
+        "--data.test_fraction=0.2",
+        "--data.max_tokens=12",  # within the folder's 40 positions
+        "--data.batch_size=8",
+        "--data.cache_dir=cache",
+        *QUIET,
+        "--trainer.max_steps=3",
+        "--trainer.log_every_n_steps=1",
+    ]
+    cli = NlpArenaCLI(["fit", *args])
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    ids, lengths = batch["ids"], (batch["ids"] != PAD).sum(1)
+    assert (ids[:, 0] == tokenizer.cls_token_id).all()
+    assert (ids[torch.arange(len(ids)), lengths - 1] == tokenizer.sep_token_id).all()
+    assert ((ids == tokenizer.sep_token_id).sum(1) == 1).all() and (batch["segments"] == 0).all()
+    unknown = cli.datamodule.splits["train"].batch(list(range(len(cli.datamodule.splits["train"]))))["ids"]
+    assert (unknown == tokenizer.unk_token_id).any()  # "zebra" is read as the folder's [UNK]
+
+    assert cli.trainer.global_step == 3 and torch.isfinite(cli.trainer.callback_metrics["train/loss"])
+    (checkpoint,) = Path("logs").glob("TextClassification/BertClassifier/version_0/checkpoints/last.ckpt")
+    saved = torch.load(checkpoint, weights_only=True)
+    folders = TextTokenizer.from_file(tmp_path / "hf/tokenizer.json", "the folder's").fingerprint
+    assert TextTokenizer.from_json(saved["tokenizer"]).fingerprint == folders
+    assert not list(Path("cache").glob("tokenizers/*/tokenizer.json"))  # none trained on reviews.csv
+    # the encoder started from the folder's weights: 3 AdamW steps of lr 1e-3 move each weight by about 3e-3 at most
+    folder = state_from_hugging_face(transformers.BertModel.from_pretrained(tmp_path / "hf").state_dict())
+    for key, value in saved["state_dict"].items():
+        if key.startswith("net.bert."):
+            theirs = folder[key.removeprefix("net.")][: value.shape[0]]
+            torch.testing.assert_close(value, theirs, atol=4e-3, rtol=0, msg=key)
+    assert not torch.equal(saved["state_dict"]["net.bert.pooler.weight"], folder["bert.pooler.weight"])  # trained
