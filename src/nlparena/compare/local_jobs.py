@@ -39,7 +39,10 @@ PRELOAD = ["nlparena.compare.start_environment", "torch", "lightning.pytorch", "
 # torch's default, and each trial sets its own (`threads_from_environment`)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-_FORKSERVER = multiprocessing.get_context("forkserver")
+# None where there is no forkserver (Windows): every trial starts cold there
+_FORKSERVER = (
+    multiprocessing.get_context("forkserver") if "forkserver" in multiprocessing.get_all_start_methods() else None
+)
 # Process.start polls every other child's exit status, and two threads reading one status pipe would lose it:
 # one start, join or kill at a time
 _LOCK = threading.Lock()
@@ -55,8 +58,8 @@ class Outcome:
 
 
 def cold_trials() -> bool:
-    """Whether `NLPARENA_COLD_TRIALS` asks for a new Python process per trial."""
-    return os.environ.get(COLD_TRIALS, "") not in ("", "0")
+    """Whether trials start in a new Python process: `NLPARENA_COLD_TRIALS` asks for it, or there is no forkserver."""
+    return os.environ.get(COLD_TRIALS, "") not in ("", "0") or _FORKSERVER is None
 
 
 def worker_command(argv: list[str]) -> list[str]:
@@ -148,6 +151,9 @@ class WarmJob:
         try:
             with _LOCK:
                 self.process.start()
+        except BaseException:
+            os.close(read)
+            raise
         finally:
             os.close(write)  # the trial's process holds its own copy: its end is our end of file
         self.stderr = StderrTail(os.fdopen(read, "rb"), stream)
