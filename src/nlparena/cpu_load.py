@@ -1,6 +1,7 @@
 """How many CPU cores other processes leave idle, measured from the start of the command (standard library only, so
 that `nlparena.__main__` imports it before the seconds of torch and Lightning imports, which then serve as the
-measuring window)."""
+measuring window). A compare trial forked from a warm server, its imports done before it started, measures from
+its own start (`restart`)."""
 
 from __future__ import annotations
 
@@ -35,18 +36,27 @@ def sample() -> tuple[float, float | None, float]:
 
 
 _START = sample()  # the start of the command
+SHORTEST_WINDOW = 0.25  # seconds
+
+
+def restart() -> None:
+    """Measure from now: the start of a process forked from a warm one (a compare trial), whose imports were done
+    before it started."""
+    global _START
+    _START = sample()
 
 
 def idle_cores(longest_window: float = 30.0) -> float | None:
-    """Cores that other processes left idle since the command started (or, in a process older than `longest_window`
-    seconds, over the next quarter second); None where `/proc/stat` cannot be read."""
+    """Cores that other processes left idle since the command started (at least a quarter second: a warm process
+    may ask at once; in a process older than `longest_window` seconds, over the next quarter second); None where
+    `/proc/stat` cannot be read."""
     start = _START
     if time.monotonic() - start[0] > longest_window:
         start = sample()
-        time.sleep(0.25)
+    time.sleep(max(0.0, SHORTEST_WINDOW - (time.monotonic() - start[0])))
     end = sample()
     elapsed = end[0] - start[0]
-    if start[1] is None or end[1] is None or elapsed < 0.1:
+    if start[1] is None or end[1] is None:
         return None
     others = max(0.0, (end[1] - start[1]) - (end[2] - start[2])) / elapsed
     return available_cores() - others

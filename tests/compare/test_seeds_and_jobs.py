@@ -1,19 +1,21 @@
 """`nlparena compare` with seeds, a baseline, a sweep, parallel jobs and submitit: seeds fan out and are recorded,
 the report's intervals and p-values are scipy's, the sweep picks by validation, `--jobs 2` reports what `--jobs 1`
-does, a failing seed leaves the others running."""
+does, a killed trial leaves the others running."""
 
 import csv
 import json
-import sys
+import os
+import signal
 from pathlib import Path
 
 import pytest
 import scipy.stats
 import yaml
 
-from nlparena.compare import runner
+from nlparena.compare import jobs, runner
 from nlparena.compare.config import Comparison, Record, Run, Trial, load_comparison
 from nlparena.compare.groups import Group, select_settings
+from nlparena.compare.local_jobs import COLD_TRIALS, WarmJob
 from nlparena.events import RunEvents
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, TINY_MODELS, run_cli
 
@@ -146,21 +148,30 @@ def test_two_jobs_report_the_metrics_of_one_job(monkeypatch):
         assert {metric: a[metric] for metric in METRICS} == {metric: b[metric] for metric in METRICS}
 
 
-def test_a_failing_seed_does_not_stop_the_others(monkeypatch, capsys):
+def parent_of(pid: int) -> int:
+    """The parent process id of `pid` (Linux's /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_killed_trial_does_not_stop_the_others(monkeypatch, capsys):
+    monkeypatch.delenv(COLD_TRIALS, raising=False)  # the default: trials forked from the warm server
     comparison = load_comparison(Path(write_config("seeded.yaml", {**SEEDED, "runs": RUNS[1:], "baseline": None})))
-    real_command = runner.worker_command
+    parents = []
 
-    def command(save_dir: Path, name: Path, version: int, quiet: bool, fit_args: list[str]) -> list[str]:
-        if name.name == "seed_1":  # this seed's process dies
-            return [sys.executable, "-c", "import sys; sys.exit('seed 1 died')"]
-        return real_command(save_dir, name, version, quiet, fit_args)
+    class KillSeedOne(WarmJob):
+        def __init__(self, argv: list[str], env: dict[str, str], stream: bool) -> None:
+            super().__init__(argv, env, stream)
+            parents.append(parent_of(self.process.pid))
+            if argv[argv.index("--name") + 1].endswith("seed_1"):
+                self.kill()  # while seeds 0 and 2 run
 
-    monkeypatch.setattr(runner, "worker_command", command)
+    monkeypatch.setattr(jobs, "WarmJob", KillSeedOne)
     records = runner.run_all(comparison, comparison.trials(), False, runner.check_runs(comparison), jobs=2)
     assert [(r.trial.seed, r.status) for r in records] == [(0, "finished"), (1, "failed"), (2, "finished")]
-    assert records[1].data["error"] == "seed 1 died"
+    assert records[1].data["exit_code"] == -signal.SIGKILL
+    assert len(parents) == 3 and len(set(parents)) == 1 and parents[0] != os.getpid()  # each forked by the server
     out = capsys.readouterr().out
-    assert "[2/3] seq2seq seed 1: failed (exit 1): seed 1 died" in out
+    assert "[2/3] seq2seq seed 1: failed (exit -9): " in out
     assert "progress: 2 done, 0 running, 1 failed, 0 left" in out.splitlines()[-1]
 
 

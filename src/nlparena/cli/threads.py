@@ -20,10 +20,20 @@ def auto_threads() -> int:
     """One thread per core that other processes left idle (at least 80 % idle) since the command started, at least
     one; torch's default when OMP_NUM_THREADS is set (`nlparena compare --jobs N` sets it) or the load cannot be
     measured."""
-    idle = idle_cores()
-    if "OMP_NUM_THREADS" in os.environ or idle is None:
+    idle = None if "OMP_NUM_THREADS" in os.environ else idle_cores()
+    if idle is None:
         return torch.get_num_threads()
     return max(1, min(available_cores(), math.floor(idle + 0.2)))
+
+
+def threads_from_environment() -> None:
+    """torch's threads from MKL_NUM_THREADS or else OMP_NUM_THREADS, where one is set, as torch takes them when it is
+    imported: for a process whose environment was set after that (a compare trial forked from a warm server)."""
+    for name in ("MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            torch.set_num_threads(int(value))
+            return
 
 
 def set_threads(threads: int | str | None) -> None:

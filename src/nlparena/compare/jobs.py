@@ -1,7 +1,8 @@
 """Where a comparison's trials run: local processes (`--executor local`, `--jobs N` at a time) or jobs of a cluster
 scheduler through submitit (`--executor slurm`; `submitit-local` runs the same path as local processes).
 
-Every trial is the same command, `python -m nlparena.compare.worker ...`, whatever runs it. Locally, each of N jobs
+Every trial is the same worker, `python -m nlparena.compare.worker ARGV`, whatever runs it: locally in a process
+forked from a warm server (see `local_jobs`), through submitit as that command. Locally, each of N jobs
 gets its share of the machine: one GPU each (`CUDA_VISIBLE_DEVICES`) where there are GPUs, else cores // N torch
 threads (`OMP_NUM_THREADS`), so that N runs never fight over the same cores (two runs that each take every core
 of a 2-core machine run more than ten times slower).
@@ -17,22 +18,14 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from nlparena.compare.config import ERROR_LINES
+from nlparena.compare.local_jobs import LocalJob, Outcome, WarmJob, cold_trials, start_server, worker_command
 from nlparena.errors import ConfigError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-
-
-@dataclass
-class Outcome:
-    """How a job's process ended: its exit code and the last lines of its stderr."""
-
-    exit_code: int
-    stderr_tail: list[str]
 
 
 class Job(Protocol):
@@ -71,35 +64,6 @@ def job_environment(slot: int, jobs: int) -> dict[str, str]:
     return env
 
 
-class LocalJob:
-    """A worker process; its stderr is kept (tail) and, with `stream`, copied to ours as it comes (one job at a
-    time: the user sees the run's progress bar and warnings)."""
-
-    def __init__(self, command: list[str], env: dict[str, str], stream: bool) -> None:
-        self.tail: deque[str] = deque(maxlen=ERROR_LINES)
-        self.proc = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
-        self.reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self.reader.start()
-
-    def _read(self, stream: bool) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace")
-            if stream:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-            if line.strip():
-                self.tail.append(line.rstrip())
-
-    def outcome(self) -> Outcome:
-        self.proc.wait()
-        self.reader.join()
-        return Outcome(self.proc.returncode, list(self.tail))
-
-    def kill(self) -> None:
-        self.proc.kill()
-
-
 def run_command(command: list[str], env_update: dict[str, str]) -> Outcome:
     """What a submitit job runs: the worker command, on the node, with this process's environment plus
     `env_update`; its stderr goes to the job's own log and its tail is returned."""
@@ -117,8 +81,8 @@ def run_command(command: list[str], env_update: dict[str, str]) -> Outcome:
 class SubmititJob:
     """A trial submitted to a submitit executor (SLURM, or its local executor)."""
 
-    def __init__(self, executor: Any, command: list[str]) -> None:
-        self.job = executor.submit(run_command, command, {"PYTHONUNBUFFERED": "1"})
+    def __init__(self, executor: Any, argv: list[str]) -> None:
+        self.job = executor.submit(run_command, worker_command(argv), {"PYTHONUNBUFFERED": "1"})
 
     def outcome(self) -> Outcome:
         try:
@@ -144,18 +108,18 @@ class Launcher:
         self.running: set[Job] = set()
         self.lock = threading.Lock()
         self.stopped = False
+        self.cold = cold_trials()
+        if cluster is None and not self.cold:
+            start_server()  # before the trials' threads: it starts from this process's environment
 
-    def run(self, command: list[str]) -> Outcome:
+    def run(self, argv: list[str]) -> Outcome:
+        """Run the worker with `argv` (`worker_argv`) when a slot is free; how it ended."""
         slot = self.slots.get()
         try:
             with self.lock:
                 if self.stopped:
                     raise CancelledError
-                job: Job = (
-                    LocalJob(command, job_environment(slot, self.jobs), stream=self.jobs == 1)
-                    if self.cluster is None
-                    else SubmititJob(self.cluster, command)
-                )
+                job = self._start(argv, slot)
                 self.running.add(job)
             try:
                 outcome = job.outcome()
@@ -167,6 +131,12 @@ class Launcher:
         if self.stopped:
             raise CancelledError  # killed by `stop`: not a failure of the trial's own
         return outcome
+
+    def _start(self, argv: list[str], slot: int) -> Job:
+        if self.cluster is not None:
+            return SubmititJob(self.cluster, argv)
+        local = LocalJob if self.cold else WarmJob
+        return local(argv, job_environment(slot, self.jobs), stream=self.jobs == 1)
 
     def stop(self) -> None:
         with self.lock:
@@ -201,8 +171,7 @@ def submitit_executor(kind: str, folder: Path, parameters: dict[str, Any], jobs:
     return executor
 
 
-def worker_command(save_dir: Path, name: Path, version: int, quiet: bool, fit_args: list[str]) -> list[str]:
-    """The command of one trial (see `nlparena.compare.worker`)."""
-    command = [sys.executable, "-m", "nlparena.compare.worker", "--save_dir", str(save_dir), "--name", str(name)]
-    command += ["--version", str(version), *(["--quiet", "1"] if quiet else []), "--", *fit_args]
-    return command
+def worker_argv(save_dir: Path, name: Path, version: int, quiet: bool, fit_args: list[str]) -> list[str]:
+    """The worker's arguments for one trial (see `nlparena.compare.worker`)."""
+    argv = ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version)]
+    return [*argv, *(["--quiet", "1"] if quiet else []), "--", *fit_args]

@@ -45,7 +45,7 @@ from nlparena.compare.jobs import (
     check_executor,
     default_jobs,
     submitit_executor,
-    worker_command,
+    worker_argv,
 )
 from nlparena.compare.report import best_value, write_report
 from nlparena.errors import ConfigError, OneLineArgumentParser, config_error_in
@@ -228,13 +228,11 @@ def run_trial(
 ) -> Record:
     """Run one trial in its own process and record how it ended; returns the attempt the report shows."""
     trial = item.trial
-    command = worker_command(
-        comparison.log_dir, trial.folder, item.version, launcher.jobs > 1, comparison.fit_args(trial)
-    )
+    argv = worker_argv(comparison.log_dir, trial.folder, item.version, launcher.jobs > 1, comparison.fit_args(trial))
     path = comparison.log_dir / trial.folder / f"version_{item.version}"
     progress.started(f"[{item.position}/{total}] {trial.label}: running ({path})")
     start = time.perf_counter()
-    record = finish(comparison, trial, item.version, info, launcher.run(command))
+    record = finish(comparison, trial, item.version, info, launcher.run(argv))
     seconds = time.perf_counter() - start
     progress.ended(
         record.status == "finished", seconds, f"[{item.position}/{total}] {trial.label}: {_outcome(record, seconds)}"
