@@ -64,7 +64,9 @@ def run_cli(*args: str) -> None:
 def evaluate_in_one_and_two_processes(command: str, args: list[str], checkpoint: str | Path) -> None:
     """`nlparena COMMAND ARGS --ckpt_path CHECKPOINT` as a subprocess on one process, then on two (DDP, gloo on CPU;
     Lightning launches the second process), one thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the repository on the path, so that a class of the tests (`--data=tests....`) imports in the new process too
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     for devices in (1, 2):
         run = [command, *args, f"--ckpt_path={checkpoint}", f"--trainer.devices={devices}"]
         if devices == 2:

@@ -35,6 +35,9 @@ def compare(name: str, monkeypatch: pytest.MonkeyPatch, cold: bool) -> tuple[lis
 
 def test_warm_trials_run_as_cold_processes_would_with_the_same_results(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # the repository on the path of a cold trial's new interpreter, for the probe callback of the tests
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # --jobs 2 gives each job one thread, on any machine
     warm, warm_processes = compare("warm", monkeypatch, cold=False)
     cold, cold_processes = compare("cold", monkeypatch, cold=True)
