@@ -269,6 +269,15 @@ def test_a_large_file_shows_a_progress_bar_while_it_is_tokenized(tmp_path, monke
     assert f"tokenizing {tmp_path}/pairs.tsv" in capsys.readouterr().err
 
 
+def test_a_file_below_the_progress_bar_size_shows_none_when_it_also_gives_the_held_out_rows(
+    tmp_path, monkeypatch, capsys
+):
+    path = write_pairs(tmp_path / "pairs.tsv")
+    monkeypatch.setattr(text_data, "PROGRESS_BYTES", path.stat().st_size + 1)
+    TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "cache"))
+    assert "tokenizing" not in capsys.readouterr().err
+
+
 def test_held_out_rows_whose_input_is_in_training_are_counted_in_a_warning_and_kept(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("source\ttarget\n" + "".join(f"same words\tt{i}\n" for i in range(30)))

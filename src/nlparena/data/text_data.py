@@ -233,7 +233,8 @@ class TextDataModule(SplitDataModule):
         """Every split tokenized a chunk at a time into `folder`: at most CHUNK_ROWS rows of each split in memory."""
         writers = {split: SplitWriter(folder / split, self.columns, self.per_row) for split in SPLIT_NAMES}
         pending: dict[str, list[tuple[int, tuple[str, ...]]]] = {split: [] for split in SPLIT_NAMES}
-        size = sum(path.stat().st_size for split in SPLIT_NAMES for path in self.plan.source(split).paths)
+        paths = {path for split in SPLIT_NAMES for path in self.plan.source(split).paths}  # held-out rows' file: once
+        size = sum(path.stat().st_size for path in paths)
         where = self.plan.where("train")
         with tqdm(desc=f"tokenizing {where}", unit=" rows", file=sys.stderr, disable=size < PROGRESS_BYTES) as bar:
             for split, line, values in self.plan.rows():
