@@ -3,6 +3,7 @@
 import itertools
 import json
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +277,29 @@ def test_a_file_below_the_progress_bar_size_shows_none_when_it_also_gives_the_he
     monkeypatch.setattr(text_data, "PROGRESS_BYTES", path.stat().st_size + 1)
     TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "cache"))
     assert "tokenizing" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("train_size", [1, 3, None])
+def test_held_out_inputs_seen_in_training_are_counted_among_the_training_rows_in_use(tmp_path, train_size):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("source\ttarget\n" + "".join(f"{WORDS[i % 5]}\t{WORDS[i % 12]}\n" for i in range(60)))
+    dm = TextPair(
+        train_file=str(path), **HELD_OUT, train_size=train_size, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path)
+    )
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        dm.setup()
+    in_training = set(rows(dm, "train"))
+    counts = {split: sum(row in in_training for row in rows(dm, split)) for split in ("val", "test")}
+    if train_size == 1:  # the training rows in use, not all of them (which have every input)
+        assert 0 < counts["val"] < len(dm.splits["val"])
+    said = " and ".join(
+        f"{count} of {len(dm.splits[split])} {name} rows"
+        for (split, count), name in zip(counts.items(), ("validation", "test"), strict=True)
+        if count
+    )
+    said_in_warnings = [str(w.message).split(" have ")[0] for w in warned if "occurs in training" in str(w.message)]
+    assert said_in_warnings == ([f"TextPair: {said}"] if said else [])
 
 
 def test_held_out_rows_whose_input_is_in_training_are_counted_in_a_warning_and_kept(tmp_path):
