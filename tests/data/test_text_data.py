@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -10,7 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from nlparena.data import TextClassification, TextCorpus, TextPair, TextTokenizer, TokenizerConfig, text_data
+from nlparena.data import (
+    TextClassification,
+    TextCorpus,
+    TextPair,
+    TextTokenizer,
+    TokenizerConfig,
+    text_cache,
+    text_data,
+    text_files,
+)
 from nlparena.data.pretraining import IGNORE_INDEX
 from nlparena.data.splits import ShardedBatches
 from nlparena.data.text_cache import cache_root
@@ -277,6 +287,31 @@ def test_a_file_below_the_progress_bar_size_shows_none_when_it_also_gives_the_he
     monkeypatch.setattr(text_data, "PROGRESS_BYTES", path.stat().st_size + 1)
     TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "cache"))
     assert "tokenizing" not in capsys.readouterr().err
+
+
+def test_an_unchanged_files_hash_is_remembered_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    path = write_pairs(tmp_path / "pairs.tsv")
+    monkeypatch.setattr(text_cache, "SETTLED_SECONDS", -1.0)  # as if the file had been written a while ago
+    read = []
+    monkeypatch.setattr(text_cache, "content_hash", lambda file: read.append(file) or text_files.content_hash(file))
+
+    def cache_of_a_new_data_module() -> Path:
+        return TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "c")).cache
+
+    first = cache_of_a_new_data_module()
+    assert cache_of_a_new_data_module() == first and read == [path]
+    path.write_text(path.read_text().replace("dog", "cat"))  # the same size
+    os.utime(path, ns=(10**18 + 7, 10**18 + 7))  # a distinct mtime, should the write fall in the same clock tick
+    assert cache_of_a_new_data_module() != first and read == [path, path]
+
+
+def test_the_hash_of_a_file_changed_seconds_ago_is_not_remembered(tmp_path, monkeypatch):
+    path = write_pairs(tmp_path / "pairs.tsv")
+    read = []
+    monkeypatch.setattr(text_cache, "content_hash", lambda file: read.append(file) or text_files.content_hash(file))
+    for _ in range(2):
+        TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "c"))
+    assert read == [path, path] and not (tmp_path / "c" / "hashes").exists()
 
 
 @pytest.mark.parametrize("train_size", [1, 3, None])

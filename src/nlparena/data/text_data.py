@@ -116,8 +116,8 @@ class TextDataModule(SplitDataModule):
         train_size, val_size, test_size: the first N rows of each split; None: all of them.
         tokenizer: `file` (a tokenizer.json), or how to train one on the training split (`kind`, `vocab_size`,
             `sample_rows`).
-        cache_dir: where tokenized splits and trained tokenizers are kept; default $NLPARENA_CACHE, else
-            ~/.cache/nlparena.
+        cache_dir: where tokenized splits, trained tokenizers and the files' content hashes are kept; default
+            $NLPARENA_CACHE, else ~/.cache/nlparena.
         Others as in SplitDataModule.
     """
 
@@ -158,6 +158,7 @@ class TextDataModule(SplitDataModule):
             val_fraction=held_out_fraction("val", val_fraction, val_file is not None),
             test_fraction=held_out_fraction("test", test_fraction, test_file is not None),
             seed=seed,
+            cache_root=self.cache_root,
         )
         self.tokenizer = self.read_or_train_tokenizer()
         self.cache = self.tokenized_cache()
