@@ -120,8 +120,8 @@ class ShardedBatches(DistributedSampler):
         if self.bucket_window > 0:
             yield from self.bucketed(indices)
             return
-        for batch in indices.split(self.batch_size):
-            yield batch.tolist()
+        for start in range(0, len(indices), self.batch_size):  # not `split`: a view per batch made at once, 0.4 s
+            yield indices[start : start + self.batch_size].tolist()
 
     def bucketed(self, indices: torch.Tensor) -> Iterator[list[int]]:
         """Batches of rows of similar length from shuffled `indices`, in an order shuffled by (seed, epoch).
