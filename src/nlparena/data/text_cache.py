@@ -13,6 +13,7 @@ the unchanged file starts without reading it again (sha256 of a 1 GB file takes 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -108,8 +109,9 @@ class RaggedAppender:
     def append(self, rows: list[list[int]]) -> None:
         if not rows:
             return
-        self.ids.append(np.fromiter((i for row in rows for i in row), np.int32))
-        ends = self.end + np.cumsum([len(row) for row in rows])
+        lengths = np.fromiter(map(len, rows), np.int64, count=len(rows))
+        self.ids.append(np.fromiter(itertools.chain.from_iterable(rows), np.int32, count=int(lengths.sum())))
+        ends = self.end + np.cumsum(lengths)
         self.offsets.append(ends)
         self.end = int(ends[-1])
 
