@@ -4,13 +4,17 @@ Each test runs on every data module with tiny settings: a small symbol set or le
 that training draws many inputs that also occur in validation or test, and the held-out filter has work to do.
 """
 
+import itertools
+import tracemalloc
 from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from nlparena.data import Copy, LanguagePair, Pretraining, Reverse, Sentiment, SentimentPair, Sort
 from nlparena.data.pretraining import IGNORE_INDEX
+from nlparena.data.splits import ShardedBatches, TensorBatches
 from nlparena.data.vocab import PAD
 
 SIZES = {"train_size": 120, "val_size": 17, "test_size": 13, "batch_size": 5}  # odd held-out sizes: uneven shares
@@ -173,3 +177,26 @@ def test_length_bucketed_training_shares_cover_the_split_under_ddp(cls, world_si
     whole = examples(dm.splits["train"].tensors)
     assert set(served) == set(whole)
     assert len(served) - len(whole) < world_size  # only DistributedSampler's padding to equal shares repeats
+
+
+@pytest.mark.parametrize(("rows", "world_size"), [(23, 1), (23, 2), (23, 5), (3, 7)])
+def test_training_shares_are_distributed_samplers_order_batched(rows, world_size):
+    data = TensorBatches(src=torch.zeros(rows, 1))
+    for rank, epoch in itertools.product(range(world_size), (0, 3)):
+        sharded = ShardedBatches(data, 4, True, seed=5, num_replicas=world_size, rank=rank)
+        plain = DistributedSampler(data, num_replicas=world_size, rank=rank, shuffle=True, seed=5)
+        sharded.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        batches = list(sharded)
+        assert [i for batch in batches for i in batch] == list(plain)
+        assert len(batches) == len(sharded) and all(len(batch) <= 4 for batch in batches)
+
+
+@pytest.mark.parametrize("window", [0, 3])
+def test_a_training_batch_of_a_large_split_is_served_without_a_list_of_every_index(window):
+    data = TensorBatches(src=torch.ones(1_000_000, 1, dtype=torch.long))
+    tracemalloc.start()
+    batch = next(iter(ShardedBatches(data, 64, True, seed=0, bucket_window=window)))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(batch) == 64 and peak < 8 * 2**20  # a list of a million ints takes about 40 MB

@@ -2,14 +2,25 @@
 
 import itertools
 import json
+import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nlparena.data import TextClassification, TextCorpus, TextPair, TextTokenizer, TokenizerConfig, text_data
+from nlparena.data import (
+    TextClassification,
+    TextCorpus,
+    TextPair,
+    TextTokenizer,
+    TokenizerConfig,
+    text_cache,
+    text_data,
+    text_files,
+)
 from nlparena.data.pretraining import IGNORE_INDEX
 from nlparena.data.splits import ShardedBatches
 from nlparena.data.text_cache import cache_root
@@ -267,6 +278,63 @@ def test_a_large_file_shows_a_progress_bar_while_it_is_tokenized(tmp_path, monke
     monkeypatch.setattr(text_data, "PROGRESS_BYTES", 0)
     pairs(tmp_path)
     assert f"tokenizing {tmp_path}/pairs.tsv" in capsys.readouterr().err
+
+
+def test_a_file_below_the_progress_bar_size_shows_none_when_it_also_gives_the_held_out_rows(
+    tmp_path, monkeypatch, capsys
+):
+    path = write_pairs(tmp_path / "pairs.tsv")
+    monkeypatch.setattr(text_data, "PROGRESS_BYTES", path.stat().st_size + 1)
+    TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "cache"))
+    assert "tokenizing" not in capsys.readouterr().err
+
+
+def test_an_unchanged_files_hash_is_remembered_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    path = write_pairs(tmp_path / "pairs.tsv")
+    monkeypatch.setattr(text_cache, "SETTLED_SECONDS", -1.0)  # as if the file had been written a while ago
+    read = []
+    monkeypatch.setattr(text_cache, "content_hash", lambda file: read.append(file) or text_files.content_hash(file))
+
+    def cache_of_a_new_data_module() -> Path:
+        return TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "c")).cache
+
+    first = cache_of_a_new_data_module()
+    assert cache_of_a_new_data_module() == first and read == [path]
+    path.write_text(path.read_text().replace("dog", "cat"))  # the same size
+    os.utime(path, ns=(10**18 + 7, 10**18 + 7))  # a distinct mtime, should the write fall in the same clock tick
+    assert cache_of_a_new_data_module() != first and read == [path, path]
+
+
+def test_the_hash_of_a_file_changed_seconds_ago_is_not_remembered(tmp_path, monkeypatch):
+    path = write_pairs(tmp_path / "pairs.tsv")
+    read = []
+    monkeypatch.setattr(text_cache, "content_hash", lambda file: read.append(file) or text_files.content_hash(file))
+    for _ in range(2):
+        TextPair(train_file=str(path), **HELD_OUT, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path / "c"))
+    assert read == [path, path] and not (tmp_path / "c" / "hashes").exists()
+
+
+@pytest.mark.parametrize("train_size", [1, 3, None])
+def test_held_out_inputs_seen_in_training_are_counted_among_the_training_rows_in_use(tmp_path, train_size):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("source\ttarget\n" + "".join(f"{WORDS[i % 5]}\t{WORDS[i % 12]}\n" for i in range(60)))
+    dm = TextPair(
+        train_file=str(path), **HELD_OUT, train_size=train_size, tokenizer=WORD_TOKENIZER, cache_dir=str(tmp_path)
+    )
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        dm.setup()
+    in_training = set(rows(dm, "train"))
+    counts = {split: sum(row in in_training for row in rows(dm, split)) for split in ("val", "test")}
+    if train_size == 1:  # the training rows in use, not all of them (which have every input)
+        assert 0 < counts["val"] < len(dm.splits["val"])
+    said = " and ".join(
+        f"{count} of {len(dm.splits[split])} {name} rows"
+        for (split, count), name in zip(counts.items(), ("validation", "test"), strict=True)
+        if count
+    )
+    said_in_warnings = [str(w.message).split(" have ")[0] for w in warned if "occurs in training" in str(w.message)]
+    assert said_in_warnings == ([f"TextPair: {said}"] if said else [])
 
 
 def test_held_out_rows_whose_input_is_in_training_are_counted_in_a_warning_and_kept(tmp_path):

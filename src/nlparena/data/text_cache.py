@@ -5,15 +5,20 @@ A cache folder holds, per split, `<column>.ids.npy` (int32, every row's tokens o
 and `meta.json`. Its name is a hash of what the tokens depend on (the files' contents, the tokenizer, the settings),
 so a changed file or setting is a new folder. It is written under a temporary name and renamed when complete: a run
 killed while writing leaves no cache that looks whole.
+
+A file's content hash is remembered under `hashes/`, by the file's path and stat stamps (`file_hash`): a later run on
+the unchanged file starts without reading it again (sha256 of a 1 GB file takes seconds).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import struct
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from nlparena.data.text_files import content_hash
+
 CACHE_ENV = "NLPARENA_CACHE"  # the cache root when data.cache_dir is not given
 DEFAULT_CACHE = "~/.cache/nlparena"
 HEADER_BYTES = 128  # a .npy header with room for any length, rewritten when the array is complete
 META = "meta.json"
+SETTLED_SECONDS = 2.0  # a file changed more recently than this is hashed again next time (see `file_hash`)
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -35,6 +43,32 @@ def cache_root(cache_dir: str | None) -> Path:
 def settings_hash(settings: dict[str, Any]) -> str:
     """A short hex name for `settings` (JSON-able): equal settings, equal names."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def file_hash(path: Path, root: Path) -> str:
+    """`content_hash(path)`, remembered in `root/hashes/` under the file's resolved path, device, inode, size, and
+    modification and change times (ns): writing, truncating, touching or replacing the file changes one of these (the
+    change time cannot be set back), so the hash is computed again; an unchanged file is not read. The hash of a file
+    changed in the last SETTLED_SECONDS, or while it was read, is not remembered: a write within the clock's
+    resolution of the stamps would not move them."""
+    before = path.stat()
+    stamps = [str(path.resolve()), before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns]
+    memo = root / "hashes" / settings_hash({"file": stamps})
+    try:
+        remembered = memo.read_text()
+    except OSError:
+        remembered = ""
+    if len(remembered) == 64:
+        return remembered
+    digest = content_hash(path)
+    after = path.stat()
+    settled = time.time() - max(after.st_mtime, after.st_ctime) > SETTLED_SECONDS
+    if settled and (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == tuple(stamps[3:]):
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        temporary = memo.with_name(f".{memo.name}.{uuid.uuid4().hex}")
+        temporary.write_text(digest)
+        temporary.replace(memo)  # whole or absent, for a reader in another process
+    return digest
 
 
 def _npy_header(dtype: np.dtype, length: int) -> bytes:
@@ -75,8 +109,9 @@ class RaggedAppender:
     def append(self, rows: list[list[int]]) -> None:
         if not rows:
             return
-        self.ids.append(np.fromiter((i for row in rows for i in row), np.int32))
-        ends = self.end + np.cumsum([len(row) for row in rows])
+        lengths = np.fromiter(map(len, rows), np.int64, count=len(rows))
+        self.ids.append(np.fromiter(itertools.chain.from_iterable(rows), np.int32, count=int(lengths.sum())))
+        ends = self.end + np.cumsum(lengths)
         self.offsets.append(ends)
         self.end = int(ends[-1])
 

@@ -39,9 +39,11 @@ from nlparena.data.text_splits import SPLIT_NAMES, SPLIT_WORDS, SplitPlan, held_
 from nlparena.data.text_tokenizer import TextTokenizer, TokenizerConfig
 from nlparena.errors import ConfigError
 
-CACHE_VERSION = 1  # raised when the cache's layout changes, so that older caches are not read
+CACHE_VERSION = 2  # raised when the cache's layout changes, so that older caches are not read
+NOT_IN_TRAINING = np.iinfo(np.int64).max  # `first_in_training` of a held-out row whose input no training row has
 CHUNK_ROWS = 2048  # rows tokenized together (`encode_batch`), per split
 PROGRESS_BYTES = 64 * 2**20  # files from this size up show a progress bar while they are tokenized
+FIRST_IN_TRAINING = "first_in_training.npy"  # of each held-out split (`write_first_in_training`)
 
 
 def text_key(text: str) -> int:
@@ -56,6 +58,24 @@ class EncodedRows:
     columns: dict[str, list[list[int]]]
     per_row: dict[str, list[int]]
     dropped: Counter = field(default_factory=Counter)
+
+
+def write_first_in_training(folder: Path) -> None:
+    """For each validation and test row of the cache in `folder`, the first training row whose input has the same key
+    (`keys.npy`, of `text_key`), or NOT_IN_TRAINING: `<split>/first_in_training.npy`. Held-out inputs seen in training
+    are then counted from the held-out rows alone, for any number of training rows used (`train_size`), instead of
+    comparing every training key at each start."""
+    train = load_array(folder / "train" / "keys.npy")
+    order = np.argsort(train, kind="stable")  # equal keys in row order: the first of them is found
+    ordered = train[order]
+    for split in ("val", "test"):
+        keys = np.asarray(load_array(folder / split / "keys.npy"))
+        first = np.full(len(keys), NOT_IN_TRAINING, dtype=np.int64)
+        if len(ordered):
+            at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+            found = ordered[at] == keys
+            first[found] = order[at[found]]
+        np.save(folder / split / FIRST_IN_TRAINING, first)
 
 
 class SplitWriter:
@@ -96,8 +116,8 @@ class TextDataModule(SplitDataModule):
         train_size, val_size, test_size: the first N rows of each split; None: all of them.
         tokenizer: `file` (a tokenizer.json), or how to train one on the training split (`kind`, `vocab_size`,
             `sample_rows`).
-        cache_dir: where tokenized splits and trained tokenizers are kept; default $NLPARENA_CACHE, else
-            ~/.cache/nlparena.
+        cache_dir: where tokenized splits, trained tokenizers and the files' content hashes are kept; default
+            $NLPARENA_CACHE, else ~/.cache/nlparena.
         Others as in SplitDataModule.
     """
 
@@ -138,6 +158,7 @@ class TextDataModule(SplitDataModule):
             val_fraction=held_out_fraction("val", val_fraction, val_file is not None),
             test_fraction=held_out_fraction("test", test_fraction, test_file is not None),
             seed=seed,
+            cache_root=self.cache_root,
         )
         self.tokenizer = self.read_or_train_tokenizer()
         self.cache = self.tokenized_cache()
@@ -233,7 +254,8 @@ class TextDataModule(SplitDataModule):
         """Every split tokenized a chunk at a time into `folder`: at most CHUNK_ROWS rows of each split in memory."""
         writers = {split: SplitWriter(folder / split, self.columns, self.per_row) for split in SPLIT_NAMES}
         pending: dict[str, list[tuple[int, tuple[str, ...]]]] = {split: [] for split in SPLIT_NAMES}
-        size = sum(path.stat().st_size for split in SPLIT_NAMES for path in self.plan.source(split).paths)
+        paths = {path for split in SPLIT_NAMES for path in self.plan.source(split).paths}  # held-out rows' file: once
+        size = sum(path.stat().st_size for path in paths)
         where = self.plan.where("train")
         with tqdm(desc=f"tokenizing {where}", unit=" rows", file=sys.stderr, disable=size < PROGRESS_BYTES) as bar:
             for split, line, values in self.plan.rows():
@@ -245,7 +267,9 @@ class TextDataModule(SplitDataModule):
             for split, rows in pending.items():
                 writers[split].append(self.encode(split, rows, writers[split].rows))
         meta = {"splits": {split: writer.close() for split, writer in writers.items()}}
-        return self.finish(folder, meta)
+        meta = self.finish(folder, meta)
+        write_first_in_training(folder)
+        return meta
 
     def check_splits_have_rows(self) -> None:
         for split in SPLIT_NAMES:
@@ -275,13 +299,12 @@ class TextDataModule(SplitDataModule):
         if dropped:
             limits = ", ".join(f"data.{key}={getattr(self, key)}" for key in self.limit_keys)
             rank_zero_info(f"{type(self).__name__}: dropped rows ({limits}): {'; '.join(dropped)}")
-        train_keys = np.sort(self.input_keys("train"))
         repeats = []
         for split in ("val", "test"):
-            keys = self.input_keys(split)
-            count = int(np.isin(keys, train_keys).sum())
+            first = load_array(self.cache / split / FIRST_IN_TRAINING)[: len(self.splits[split])]
+            count = int((first < len(self.splits["train"])).sum())  # an input among the training rows in use
             if count:
-                repeats.append(f"{count} of {len(keys)} {SPLIT_WORDS[split]} rows")
+                repeats.append(f"{count} of {len(first)} {SPLIT_WORDS[split]} rows")
         if repeats:
             rank_zero_warn(
                 f"{type(self).__name__}: {' and '.join(repeats)} have an input that also occurs in training "
@@ -299,7 +322,3 @@ class TextDataModule(SplitDataModule):
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_id
-
-    def input_keys(self, split: str) -> np.ndarray:
-        """Keys of the inputs of `split`'s rows (`text_key`), for the count of held-out inputs seen in training."""
-        return load_array(self.cache / split / "keys.npy")[: len(self.splits[split])]

@@ -10,8 +10,10 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+from nlparena.data.text_cache import file_hash
 from nlparena.data.text_files import TextSource, content_hash
 from nlparena.errors import ConfigError
 
@@ -50,6 +52,7 @@ class SplitPlan:
     val_fraction: float
     test_fraction: float
     seed: int
+    cache_root: Path | None = None  # where the files' content hashes are remembered (`text_cache.file_hash`)
 
     def __post_init__(self) -> None:
         if self.val_fraction + self.test_fraction >= 1:
@@ -91,11 +94,14 @@ class SplitPlan:
         """The file(s) of `split`, for messages: `a.tsv`, or `b.txt + c.txt` for aligned files."""
         return " + ".join(str(path) for path in self.source(split).paths)
 
+    def digest(self, path: Path) -> str:
+        return content_hash(path) if self.cache_root is None else file_hash(path, self.cache_root)
+
     @cached_property
     def fingerprint(self) -> dict[str, Any]:
         """What the rows of every split depend on: the files' contents (sha256) and the split settings."""
         files = {
-            split: [content_hash(path) for path in getattr(self, split).paths]
+            split: [self.digest(path) for path in getattr(self, split).paths]
             for split in SPLIT_NAMES
             if getattr(self, split) is not None
         }
