@@ -61,9 +61,7 @@ def test_stop_kills_every_running_trial(monkeypatch):
     endless = ["--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=100000", *TINY_MODELS["Seq2Seq"]]
     launcher = Launcher(jobs=2)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        trials = [
-            pool.submit(launcher.run, worker_argv(Path("logs"), Path(f"trial_{i}"), 0, True, endless)) for i in (0, 1)
-        ]
+        trials = [pool.submit(launcher.run, worker_argv(Path("logs"), Path(f"trial_{i}"), 0, endless)) for i in (0, 1)]
         while len(launcher.running) < 2:
             time.sleep(0.05)
         assert all(isinstance(job, WarmJob) for job in launcher.running)

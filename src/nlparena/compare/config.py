@@ -51,7 +51,8 @@ def logger_args(save_dir: str, name: str, version: int) -> list[str]:
     ]
 
 
-ERROR_LINES = 20  # of a failed run's stderr, kept in its compare.json
+TRIAL_LOG = "trial.log"  # a trial's stdout and stderr, in its version folder
+ERROR_LINES = 20  # of a failed run's log, kept in its compare.json
 ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exception messages can be long)
 
 

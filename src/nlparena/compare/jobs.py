@@ -5,7 +5,8 @@ Every trial is the same worker, `python -m nlparena.compare.worker ARGV`, whatev
 forked from a warm server (see `local_jobs`), through submitit as that command. Locally, each of N jobs
 gets its share of the machine: one GPU each (`CUDA_VISIBLE_DEVICES`) where there are GPUs, else cores // N torch
 threads (`OMP_NUM_THREADS`), so that N runs never fight over the same cores (two runs that each take every core
-of a 2-core machine run more than ten times slower).
+of a 2-core machine run more than ten times slower). Whatever runs it, a trial's stdout and stderr go to its log
+file, `trial.log` in its version folder (`trial_log`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ import os
 import queue
 import shutil
 import subprocess
-import sys
 import threading
-from collections import deque
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, Protocol
 
-from nlparena.compare.config import ERROR_LINES
-from nlparena.compare.local_jobs import LocalJob, Outcome, WarmJob, cold_trials, start_server, worker_command
+from nlparena.compare.config import ERROR_LINES, TRIAL_LOG
+from nlparena.compare.local_jobs import (
+    LocalJob,
+    Outcome,
+    WarmJob,
+    cold_trials,
+    log_tail,
+    open_log,
+    start_server,
+    worker_command,
+)
 from nlparena.errors import ConfigError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -64,25 +72,25 @@ def job_environment(slot: int, jobs: int) -> dict[str, str]:
     return env
 
 
-def run_command(command: list[str], env_update: dict[str, str]) -> Outcome:
+def run_command(command: list[str], env_update: dict[str, str], log: Path) -> Outcome:
     """What a submitit job runs: the worker command, on the node, with this process's environment plus
-    `env_update`; its stderr goes to the job's own log and its tail is returned."""
-    tail: deque[str] = deque(maxlen=ERROR_LINES)
-    with subprocess.Popen(command, stderr=subprocess.PIPE, env={**os.environ, **env_update}) as proc:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            sys.stderr.write(line)
-            if line.strip():
-                tail.append(line.rstrip())
-    return Outcome(proc.returncode, list(tail))
+    `env_update`; its stdout and stderr go to `log` (the trial's, on the shared file system), whose tail is
+    returned."""
+    fd = open_log(log)
+    try:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env={**os.environ, **env_update}
+        )
+    finally:
+        os.close(fd)
+    return Outcome(proc.wait(), log_tail(log))
 
 
 class SubmititJob:
     """A trial submitted to a submitit executor (SLURM, or its local executor)."""
 
     def __init__(self, executor: Any, argv: list[str]) -> None:
-        self.job = executor.submit(run_command, worker_command(argv), {"PYTHONUNBUFFERED": "1"})
+        self.job = executor.submit(run_command, worker_command(argv), {"PYTHONUNBUFFERED": "1"}, trial_log(argv))
 
     def outcome(self) -> Outcome:
         try:
@@ -136,7 +144,7 @@ class Launcher:
         if self.cluster is not None:
             return SubmititJob(self.cluster, argv)
         local = LocalJob if self.cold else WarmJob
-        return local(argv, job_environment(slot, self.jobs), stream=self.jobs == 1)
+        return local(argv, job_environment(slot, self.jobs), trial_log(argv))
 
     def stop(self) -> None:
         with self.lock:
@@ -171,7 +179,12 @@ def submitit_executor(kind: str, folder: Path, parameters: dict[str, Any], jobs:
     return executor
 
 
-def worker_argv(save_dir: Path, name: Path, version: int, quiet: bool, fit_args: list[str]) -> list[str]:
+def worker_argv(save_dir: Path, name: Path, version: int, fit_args: list[str]) -> list[str]:
     """The worker's arguments for one trial (see `nlparena.compare.worker`)."""
-    argv = ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version)]
-    return [*argv, *(["--quiet", "1"] if quiet else []), "--", *fit_args]
+    return ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version), "--", *fit_args]
+
+
+def trial_log(argv: list[str]) -> Path:
+    """The log file of the trial that `worker_argv` gave `argv`: `SAVE_DIR/NAME/version_N/trial.log`."""
+    options = dict(zip(argv[: argv.index("--") : 2], argv[1 : argv.index("--") : 2], strict=True))
+    return Path(options["--save_dir"], options["--name"], f"version_{options['--version']}", TRIAL_LOG)

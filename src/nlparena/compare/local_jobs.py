@@ -11,6 +11,10 @@ A script that runs a comparison through `nlparena.compare.runner.compare` needs 
 
 `NLPARENA_COLD_TRIALS=1` starts every trial as a new `python -m nlparena.compare.worker` instead (seconds slower,
 the same results): for comparison and debugging.
+
+Either way, the trial's stdout and stderr go to its log file (`trial.log` in its version folder), never to the
+terminal: `nlparena compare` prints a line when a trial starts and one when it ends, and a failure's reason is read
+from the end of its log.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections import deque
 from dataclasses import dataclass
 from multiprocessing import forkserver, reduction
 from multiprocessing.connection import wait
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
 from nlparena.compare.config import ERROR_LINES
 
@@ -49,12 +53,15 @@ _LOCK = threading.Lock()
 _server_started = False
 
 
+TAIL_BYTES = 1 << 16  # of a log, read for its last lines
+
+
 @dataclass
 class Outcome:
-    """How a job's process ended: its exit code and the last lines of its stderr."""
+    """How a job's process ended: its exit code and the last lines of its output (its log's)."""
 
     exit_code: int
-    stderr_tail: list[str]
+    tail: list[str]
 
 
 def cold_trials() -> bool:
@@ -67,42 +74,42 @@ def worker_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", WORKER, *argv]
 
 
-class StderrTail:
-    """Reads a process's stderr to its end in a thread: keeps the last non-blank lines and, with `stream`, copies
-    every line to ours as it comes (one job at a time: the user sees the run's progress bar and warnings)."""
+def open_log(log: Path) -> int:
+    """A descriptor of the trial's log file (made with its folders), for the trial's stdout and stderr: appended to,
+    so that the two streams' lines interleave in the order they were written."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
 
-    def __init__(self, pipe: IO[bytes], stream: bool) -> None:
-        self.tail: deque[str] = deque(maxlen=ERROR_LINES)
-        self.reader = threading.Thread(target=self._read, args=(pipe, stream), daemon=True)
-        self.reader.start()
 
-    def _read(self, pipe: IO[bytes], stream: bool) -> None:
-        with pipe:
-            for raw in pipe:
-                line = raw.decode(errors="replace")
-                if stream:
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
-                if line.strip():
-                    self.tail.append(line.rstrip())
-
-    def lines(self) -> list[str]:
-        """The last lines, once the process and every process that inherited its stderr closed it."""
-        self.reader.join()
-        return list(self.tail)
+def log_tail(log: Path, lines: int = ERROR_LINES) -> list[str]:
+    """The last `lines` non-blank lines of a log (of a line a progress bar redrew with `\r`, its last state); []
+    if there is no log."""
+    try:
+        with log.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - TAIL_BYTES))
+            text = file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    kept = [line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines()]
+    return [line for line in kept if line.strip()][-lines:]
 
 
 class LocalJob:
-    """A trial in a new Python process (`NLPARENA_COLD_TRIALS=1`)."""
+    """A trial in a new Python process (`NLPARENA_COLD_TRIALS=1`), its stdout and stderr to `log`."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], stream: bool) -> None:
-        self.proc = subprocess.Popen(worker_command(argv), stderr=subprocess.PIPE, env=env)
-        assert self.proc.stderr is not None
-        self.stderr = StderrTail(self.proc.stderr, stream)
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        fd = open_log(log)
+        try:
+            self.proc = subprocess.Popen(
+                worker_command(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env
+            )
+        finally:
+            os.close(fd)  # the trial's process holds its own copy
 
     def outcome(self) -> Outcome:
         self.proc.wait()
-        return Outcome(self.proc.returncode, self.stderr.lines())
+        return Outcome(self.proc.returncode, log_tail(self.log))
 
     def kill(self) -> None:
         self.proc.kill()
@@ -140,30 +147,26 @@ def _detach(dup: Any) -> int:
 
 
 class WarmJob:
-    """A trial in a process forked from the warm server: its environment `env`, its stderr read as LocalJob's, our
-    stdout, cwd and sys.path."""
+    """A trial in a process forked from the warm server: its environment `env`, its stdout and stderr to `log` (as
+    LocalJob's), our cwd and sys.path."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], stream: bool) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         start_server()
-        read, write = os.pipe()
-        args = (argv, env, _InheritedFd(1), _InheritedFd(write))
-        self.process = _FORKSERVER.Process(target=_run_trial, args=args)
+        self.log = log
+        fd = open_log(log)
+        self.process = _FORKSERVER.Process(target=_run_trial, args=(argv, env, _InheritedFd(fd), _InheritedFd(fd)))
         try:
             with _LOCK:
                 self.process.start()
-        except BaseException:
-            os.close(read)
-            raise
         finally:
-            os.close(write)  # the trial's process holds its own copy: its end is our end of file
-        self.stderr = StderrTail(os.fdopen(read, "rb"), stream)
+            os.close(fd)  # the trial's process holds its own copies
 
     def outcome(self) -> Outcome:
         wait([self.process.sentinel])  # without the lock: it would hold back every other trial's start
         with _LOCK:
             self.process.join()
         assert self.process.exitcode is not None
-        return Outcome(self.process.exitcode, self.stderr.lines())
+        return Outcome(self.process.exitcode, log_tail(self.log))
 
     def kill(self) -> None:
         with _LOCK:

@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from jsonargparse.typing import NonNegativeInt
 
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.compare.config import (
     ERROR_CHARS,
     MARKER,
+    TRIAL_LOG,
     Comparison,
     Record,
     Trial,
@@ -47,6 +47,7 @@ from nlparena.compare.jobs import (
     submitit_executor,
     worker_argv,
 )
+from nlparena.compare.lock import one_comparison_at_a_time
 from nlparena.compare.report import best_value, write_report
 from nlparena.errors import ConfigError, OneLineArgumentParser, config_error_in
 
@@ -143,6 +144,18 @@ def next_version(trial_dir: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def failure_reason(outcome: Outcome) -> str:
+    """Why a trial's process failed, in one line: killed by a signal, else the last line of its log."""
+    if outcome.exit_code == 0:
+        return f"exited without writing {MARKER}"
+    if outcome.exit_code < 0:
+        try:
+            return f"killed by {signal.Signals(-outcome.exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-outcome.exit_code}"
+    return outcome.tail[-1] if outcome.tail else "no error output"
+
+
 def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, str], outcome: Outcome) -> Record:
     """The record of a trial's process that ended: its `compare.json` if it finished; else a failure recorded in
     its version folder (made if the run died before its logger made it), so that the next invocation and
@@ -151,9 +164,7 @@ def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, s
     marker = version_dir / MARKER
     if outcome.exit_code == 0 and marker.is_file():
         return Record(trial, "finished", version_dir, json.loads(marker.read_text()))
-    last = outcome.stderr_tail[-1] if outcome.stderr_tail else "no error output"
-    if outcome.exit_code == 0:
-        last = f"exited without writing {MARKER}"
+    last = failure_reason(outcome)
     data = {
         "status": "failed",
         "run": trial.run.name,
@@ -161,7 +172,8 @@ def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, s
         **info,
         "exit_code": outcome.exit_code,
         "error": last if len(last) <= ERROR_CHARS else last[: ERROR_CHARS - 1] + "…",
-        "stderr_tail": outcome.stderr_tail,
+        "log": str(version_dir / TRIAL_LOG),
+        "log_tail": outcome.tail,
         "settings": run_settings(comparison.fit_args(trial)),
     }
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -169,14 +181,14 @@ def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, s
     return Record(trial, "failed", version_dir, data)
 
 
-def _outcome(record: Record, seconds: float | None = None) -> str:
-    """`finished in 183 s, best val/exact_match 0.912` or `failed (exit 1): <last stderr line>`."""
+def _outcome(record: Record, seconds: float) -> str:
+    """`finished in 183 s, best val/exact_match 0.912` or `failed (exit 1): <why> (after 12 s; log: <its log>)`."""
     if record.status != "finished":
-        return f"failed (exit {record.data.get('exit_code')}): {record.data.get('error')}"
+        failed = f"failed (exit {record.data.get('exit_code')}): {record.data.get('error')}"
+        return f"{failed} (after {seconds:.0f} s; log: {record.data.get('log')})"
     metric = record.data.get("headline_metric", "")
     best = best_value(record)
-    took = f" in {seconds:.0f} s" if seconds is not None else ""
-    return f"finished{took}, best {metric} {'n/a' if best is None else f'{best:.3f}'}"
+    return f"finished in {seconds:.0f} s, best {metric} {'n/a' if best is None else f'{best:.3f}'}"
 
 
 class Progress:
@@ -226,9 +238,10 @@ class Pending:
 def run_trial(
     comparison: Comparison, item: Pending, info: dict[str, str], launcher: Launcher, progress: Progress, total: int
 ) -> Record:
-    """Run one trial in its own process and record how it ended; returns the attempt the report shows."""
+    """Run one trial in its own process (its output to its log) and record how it ended; returns the attempt the
+    report shows."""
     trial = item.trial
-    argv = worker_argv(comparison.log_dir, trial.folder, item.version, launcher.jobs > 1, comparison.fit_args(trial))
+    argv = worker_argv(comparison.log_dir, trial.folder, item.version, comparison.fit_args(trial))
     path = comparison.log_dir / trial.folder / f"version_{item.version}"
     progress.started(f"[{item.position}/{total}] {trial.label}: running ({path})")
     start = time.perf_counter()
@@ -348,22 +361,3 @@ def compare(args: list[str]) -> Path:
     if failed and not opts.report_only:
         raise SystemExit(1)  # the report is written; the exit status says that a run of this invocation failed
     return report
-
-
-@contextmanager
-def one_comparison_at_a_time(comparison: Comparison) -> Iterator[None]:
-    """Hold `logs/compare/NAME/.lock` while running and reporting: a second `nlparena compare` of the same
-    comparison would pick the same version folders and mark this one's runs failed, so it is refused in one line."""
-    comparison.log_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(comparison.log_dir / ".lock", blocking=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ConfigError(
-            f"{comparison.log_dir} is in use by another `nlparena compare` of {comparison.source}; "
-            "run it again when that one has finished"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()

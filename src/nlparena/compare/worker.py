@@ -1,5 +1,5 @@
 """One run of `nlparena compare`, in its own process: `python -m nlparena.compare.worker --save_dir DIR --name RUN
---version N -- FIT_ARGS...`.
+--version N -- FIT_ARGS...`, its output to its log file.
 
 The run is built by the same `NlpArenaCLI` as `nlparena fit` (same parser, links, callbacks, checkpointing), fitted,
 then tested on its best checkpoint. What the report needs goes into the run's TensorBoard event files
@@ -10,6 +10,7 @@ settings it ran with.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -144,8 +145,10 @@ def fit_and_test(fit_args: list[str], save_dir: str, name: str, version: int) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse `--save_dir DIR --name RUN --version N [--quiet 1] -- FIT_ARGS...`, run, write the marker last.
-    `--quiet 1` (runs that share the terminal) turns the progress bar and the model summary off."""
+    """Parse `--save_dir DIR --name RUN --version N -- FIT_ARGS...`, run, write the marker last.
+
+    Its output is the trial's log file (see `local_jobs`): no progress bar (in a file, a line per redraw), and
+    stdout written line by line, so that it keeps its place among stderr's lines."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         split = argv.index("--")
@@ -153,14 +156,14 @@ def main(argv: list[str] | None = None) -> None:
         save_dir, name, version = options["--save_dir"], options["--name"], int(options["--version"])
     except (ValueError, KeyError):
         raise SystemExit(
-            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N [--quiet 1] -- ARGS"
+            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N -- ARGS"
         ) from None
     fit_args = argv[split + 1 :]  # sys.argv stays as it is: Lightning relaunches this runner for DDP workers
     settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran
-    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-    quiet = quiet if options.get("--quiet") == "1" else []
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     with one_line_errors():
-        record = fit_and_test([*fit_args, *quiet], save_dir, name, version)
+        record = fit_and_test([*fit_args, "--trainer.enable_progress_bar=false"], save_dir, name, version)
     if record.pop("is_global_zero"):
         record["settings"] = settings
         Path(record["log_dir"], MARKER).write_text(json.dumps(record, indent=2) + "\n")
