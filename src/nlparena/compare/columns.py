@@ -110,8 +110,8 @@ def explanation(column: str, metric: str) -> str:
 
 
 def notes(headers: dict[str, str], explained: set[str]) -> list[str]:
-    """`- \`header\`: explanation` for each header (-> explanation) not explained above, headers with the same
-    explanation on one line; adds them to `explained`. [] when every one was."""
+    """A line `- <header in backticks>: <explanation>` for each header (-> explanation) not explained above, headers
+    with the same explanation on one line; adds them to `explained`. [] when every one was."""
     by_text: dict[str, list[str]] = {}
     for name, text in headers.items():
         if name and name not in explained:

@@ -79,7 +79,7 @@ def interval(verdict: Verdict) -> str:
 
 
 def judged(verdict: Verdict, against: str) -> str:
-    """`better than \\`seq2seq\\` on \\`test/exact_match\\` by 0.120`, `no detectable difference from ...`."""
+    """`better than <baseline> on <metric> by 0.120`, `no detectable difference from <baseline> on <metric> (Δ ...)`."""
     if verdict.verdict == NO_DIFFERENCE:
         return f"no detectable difference from {against} (Δ {verdict.difference:+.3f})"
     return f"{verdict.verdict} than {against} by {abs(verdict.difference):.3f}"

@@ -301,8 +301,23 @@ def not_run(records: list[Record]) -> list[str]:
     return ["", f"Not run yet: {', '.join(f'`{name}`' for name in names)}."] if names else []
 
 
+BAND = "per run the mean over its seeds, with a band from the lowest to the highest seed"
+
+
+def caption(figure: Path) -> str:
+    """What a figure of `draw_figures` shows, for the line below it."""
+    if figure.stem == "test_by_length":
+        return f"Test metrics by source length in tokens: {BAND}."
+    if figure.stem == "test_confusion_matrices":
+        return "Each run's test confusion matrix summed over its seeds, each row divided by its true class's count."
+    if figure.stem.endswith("_curve"):
+        return f"The test headline metric at each value of the curve's key: {BAND}."
+    return f"The validation headline metric after each epoch (0 is the first, as in checkpoint names): {BAND}."
+
+
 def figure_links(figures: list[Path]) -> list[str]:
-    return ["", "## Figures", "", *(f"![{path.stem}](figures/{path.name})\n" for path in figures)] if figures else []
+    links = [f"![{path.stem}](figures/{path.name})\n\n{caption(path)}\n" for path in figures]
+    return ["", "## Figures", "", *links] if figures else []
 
 
 def pretraining_lines(tables: Tables, columns: list[str]) -> list[str]:
