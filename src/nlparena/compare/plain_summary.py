@@ -56,7 +56,8 @@ def in_short(
         if row.seeds == 0 or stats_ is None:
             lines.append(f"- `{row.run}`: no trial finished with a test value (see Failed runs).")
             continue
-        mean = f"mean `{test_metric}` {stats_.mean:.3f} over {row.seeds} seed{'s' if row.seeds > 1 else ''}"
+        value = f"`{test_metric}` {stats_.mean:.3f}"
+        mean = f"mean {value} over {row.seeds} seeds" if row.seeds > 1 else f"{value} (one seed)"
         if row.run in pairs:
             text, disagrees = pair_sentence(pairs[row.run])
             disagree |= disagrees
