@@ -177,7 +177,9 @@ def test_a_run_at_chance_level_is_flagged(report):
     line = summary_line(text, "broken")
     assert "at chance level" in line, line
     assert all("at chance level" not in summary_line(text, run) for run in ("transformer", "seq2seq"))
-    assert "| `broken` (at chance level) |" in text
+    results = text.split("## Results")[1].split("\n## ")[0]
+    (row,) = [line for line in results.splitlines() if line.startswith("| `broken` |")]
+    assert "⚠ at chance level" in row.split(" | ")[3]  # on its test/exact_match
 
 
 def test_every_column_is_explained_once_below_its_table(report):

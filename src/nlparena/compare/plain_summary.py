@@ -79,11 +79,11 @@ def interval(verdict: Verdict) -> str:
     return f"95 % CI [{verdict.ci_low:+.3f}, {verdict.ci_high:+.3f}]"
 
 
-def judged(verdict: Verdict, against: str) -> str:
-    """`better than <baseline> on <metric> by 0.120`, `no detectable difference from <baseline> on <metric> (Δ ...)`."""
+def judged(verdict: Verdict, against: str, detail: str) -> str:
+    """`better than <baseline> on <metric> by 0.120 (<detail>)`, or `no detectable difference from ...`."""
     if verdict.verdict == NO_DIFFERENCE:
-        return f"no detectable difference from {against} (Δ {verdict.difference:+.3f})"
-    return f"{verdict.verdict} than {against} by {abs(verdict.difference):.3f}"
+        return f"no detectable difference from {against} (Δ {verdict.difference:+.3f}; {detail})"
+    return f"{verdict.verdict} than {against} by {abs(verdict.difference):.3f} ({detail})"
 
 
 def pair_sentence(pair: BaselineVerdicts) -> tuple[str, bool]:
@@ -93,29 +93,28 @@ def pair_sentence(pair: BaselineVerdicts) -> tuple[str, bool]:
     if boot is not None and seeds is not None:
         if boot.verdict == seeds.verdict:
             both = f"{interval(boot)} over test examples, {interval(seeds)} over seeds"
-            return f"{judged(boot, against)} ({both}); both tests agree", False
+            return f"{judged(boot, against, both)}; both tests agree", False
         if seeds.verdict == NO_DIFFERENCE:
             return (
-                f"the test examples show a difference ({judged(boot, against)}, {interval(boot)}), but the seeds do "
+                f"the test examples show a difference, {judged(boot, against, interval(boot))}, but the seeds do "
                 f"not (Welch's t-test over seeds, p = {seeds.p_value:.2g}): these trained models differ on these test "
                 "examples, but training again with other seeds may not reproduce the gap"
             ), True
         if boot.verdict == NO_DIFFERENCE:
             return (
-                f"the seeds show a difference ({judged(seeds, against)}, {interval(seeds)}), but the test examples do "
+                f"the seeds show a difference, {judged(seeds, against, interval(seeds))}, but the test examples do "
                 f"not (paired bootstrap, p = {boot.p_value:.2g}): the gap holds across seeds, but these test "
                 "examples are too few to show it"
             ), True
         opposite = f"{boot.verdict} over test examples, {seeds.verdict} over seeds"
         return f"the two tests point opposite ways against {against} ({opposite}): trust neither", True
     if boot is not None:
+        detail = f"{interval(boot)}, paired bootstrap over test examples"
         return (
-            f"{judged(boot, against)} on these test examples ({interval(boot)}, paired bootstrap); with one seed there "
-            "is no seed-level test of whether training again would reproduce it"
+            f"{judged(boot, against, detail)}; with one seed there is no seed-level test of whether training again "
+            "would reproduce it"
         ), False
     if seeds is not None:
-        return (
-            f"{judged(seeds, against)} over seeds ({interval(seeds)}, Welch's t-test); no test outputs for the "
-            "paired bootstrap"
-        ), False
+        detail = f"{interval(seeds)}, Welch's t-test over seeds"
+        return f"{judged(seeds, against, detail)}; no test outputs for the paired bootstrap", False
     return f"against {against}: no test could be run (one seed and no test outputs)", False

@@ -4,9 +4,10 @@ built from each run's TensorBoard event files (read by `nlparena.events`) and it
 Per trial (run x setting x seed): parameters, fit time, training throughput, steps to reach the target, best
 validation headline metric, test metrics. Per run (its setting with the best mean validation metric, when it sweeps):
 mean, 95 % confidence interval and min / max over seeds, and against the `baseline` run a verdict (better, worse, no
-detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. Figures: the
-validation headline metric against the epoch (mean over seeds with a band), exact match, token accuracy and BLEU per
-source-length bucket for translation, confusion matrices side by side for classification.
+detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. On top of it
+all, in words (`plain_summary`): too few seeds, each run against its baseline, the runs at chance level (`chance`).
+Figures: the validation headline metric against the epoch (mean over seeds with a band), exact match, token accuracy
+and BLEU per source-length bucket for translation, confusion matrices side by side for classification.
 """
 
 from __future__ import annotations

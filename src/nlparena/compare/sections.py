@@ -168,12 +168,16 @@ def results_table(tables: Tables) -> list[str]:
         "seeds": "seeds",
         **{header(c, tables.comparison, tables.metric, tables.mode): c for c in columns},
     }
+    flagged = column_name(tables.test_metric)  # a run at chance level is marked on its test headline metric
     body = [
         [
-            f"`{row.run}`" + (" (at chance level)" if row.run in tables.chance else ""),
+            f"`{row.run}`",
             *([row.setting] if swept else []),
             str(row.seeds),
-            *(cell(row.columns[c], c) for c in columns),
+            *(
+                cell(row.columns[c], c) + (" ⚠ at chance level" if c == flagged and row.run in tables.chance else "")
+                for c in columns
+            ),
         ]
         for row in summary
     ]
