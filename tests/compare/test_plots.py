@@ -14,7 +14,7 @@ EPOCHS = [(49, 0.0), (99, 0.0), (187, 0.0), (199, 1.0), (375, 1.0), (563, 2.0)]
 
 
 def test_validation_points_are_placed_at_the_epoch_that_checkpoint_names_give_them():
-    # the first epoch's validation is epoch 0, as in `epoch=0` of its checkpoint's name
+    # the first epoch's validation is epoch 0, as in its checkpoint's name `best-epoch000-step...`
     assert per_epoch([(187, 0.5), (375, 0.7), (563, 0.9)], EPOCHS) == [(0, 0.5), (1, 0.7), (2, 0.9)]
 
 
@@ -74,5 +74,5 @@ def test_the_curve_counts_epochs_as_checkpoint_names_do(monkeypatch):
     selected = {"a": two_seeds("a", (0.4, 0.6))}
     (fig,) = drawn(monkeypatch, lambda: plots.curve_figure(selected, "val/exact_match", None, set(), Path("c.png")))
     ax = fig.axes[0]
-    assert list(ax.lines[0].get_xdata()) == [0, 1]  # the first epoch's validation at 0, as in `epoch=0-...ckpt`
-    assert "checkpoint" in ax.get_xlabel() and "epoch=0" in ax.get_xlabel()
+    assert list(ax.lines[0].get_xdata()) == [0, 1]  # the first epoch's validation at 0, as its checkpoint counts it
+    assert "checkpoint" in ax.get_xlabel() and "best-epoch000" in ax.get_xlabel()  # `best-epoch{epoch:03d}-...`

@@ -33,7 +33,7 @@ def _mean_and_band(series: list[list[tuple[Any, float]]]) -> tuple[list[Any], li
     return xs, [mean_of(v) for v in values], [min(v) for v in values], [max(v) for v in values]
 
 
-EPOCH_AXIS = "epoch (0 is the first, as in checkpoint names: epoch=0)"
+EPOCH_AXIS = "epoch (0 is the first, as in checkpoint names: best-epoch000-…)"
 BAND = "band: lowest to highest seed"
 
 

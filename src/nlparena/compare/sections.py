@@ -316,7 +316,8 @@ def caption(figure: Path) -> str:
         return "Each run's test confusion matrix summed over its seeds, each row divided by its true class's count."
     if figure.stem.endswith("_curve"):
         return f"The test headline metric at each value of the curve's key: {BAND}."
-    return f"The validation headline metric after each epoch (0 is the first, as in checkpoint names): {BAND}."
+    first = "0 is the first, as in checkpoint names `best-epoch000-…`"
+    return f"The validation headline metric after each epoch ({first}): {BAND}."
 
 
 def figure_links(figures: list[Path]) -> list[str]:
