@@ -13,20 +13,28 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+CELL_INCHES = 0.42  # an attention map's token: room for a 10-pt token label beside its neighbours
+MIN_MAP_INCHES = (6.0, 4.0)  # a short sentence's map still shows its title and colour bar in full
+
+
 def attention_figure(weights: torch.Tensor, source: list[str], output: list[str], title: str) -> Figure:
-    """Heatmap of weights (T, S): source tokens across, output tokens down."""
+    """Heatmap of weights (T, S): source tokens across, output tokens down; a cell of `CELL_INCHES` per token, so
+    that a 24-token sentence's labels are readable, and the title above the whole figure, where the colour bar
+    beside the map cannot cover it."""
     from matplotlib.figure import Figure
 
     T, S = weights.shape
-    fig = Figure(figsize=(1.0 + 0.42 * S, 1.0 + 0.42 * T), layout="constrained")
+    width = max(MIN_MAP_INCHES[0], 2.5 + CELL_INCHES * S)  # + the output labels and the colour bar
+    height = max(MIN_MAP_INCHES[1], 2.0 + CELL_INCHES * T)  # + the source labels and the title
+    fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="equal")
     ax.set_xticks(range(S), source, rotation=90)
     ax.set_yticks(range(T), output)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="attention weight")
     return fig
 
 

@@ -33,13 +33,18 @@ def _mean_and_band(series: list[list[tuple[Any, float]]]) -> tuple[list[Any], li
     return xs, [mean_of(v) for v in values], [min(v) for v in values], [max(v) for v in values]
 
 
+EPOCH_AXIS = "epoch (0 is the first, as in checkpoint names: best-epoch000-…)"
+BAND = "band: lowest to highest seed"
+
+
 def per_epoch(series: list[tuple[int, float]], epochs: list[tuple[int, float]]) -> list[tuple[int, float]] | None:
-    """Validation points (step, value) as (epochs trained, value), read from the `epoch` Lightning logs at the same
-    steps; None when a point has no epoch beside it or two points share one (validation more than once an epoch)."""
+    """Validation points (step, value) as (epoch, value), the epoch as Lightning counts it in its `epoch` logs at the
+    same steps and in checkpoint names (0 for the first); None when a point has no epoch beside it or two points
+    share one (validation more than once an epoch)."""
     at = dict(epochs)
     if any(step not in at for step, _ in series):
         return None
-    points = [(int(at[step]) + 1, value) for step, value in series]
+    points = [(int(at[step]), value) for step, value in series]
     return points if len({x for x, _ in points}) == len(points) else None
 
 
@@ -77,10 +82,10 @@ def curve_figure(
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
-    ax.set_xlabel("epoch" if by_epoch else "step")
+    ax.set_xlabel(EPOCH_AXIS if by_epoch else "step")
     ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs (and steps)
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} during training (band: lowest to highest seed)", fontsize=10)
+    ax.set_title(f"{metric} during training (mean over seeds; {BAND})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -106,13 +111,14 @@ def length_figure(selected: dict[str, Group], path: Path) -> Path | None:
             (line,) = ax.plot(xs, mean, marker="o", label=run)
             if len(series) > 1:
                 ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_xlabel("source length")
+        ax.set_xlabel("source length (tokens)")
         ax.set_ylabel(f"test {BUCKETS[key]}")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"test {BUCKETS[key]} by source length", fontsize=10)
         ax.tick_params(axis="x", rotation=45)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.suptitle(f"test split, per run the mean over its seeds; {BAND}", fontsize=10)
     return _save(fig, path)
 
 
@@ -185,7 +191,7 @@ def points_figure(comparison: Comparison, selected: dict[str, Group], test_metri
         ax.minorticks_off()
     ax.set_xlabel(key)
     ax.set_ylabel(test_metric)
-    ax.set_title(f"{test_metric} along {key} (mean over seeds; band: lowest to highest seed)", fontsize=10)
+    ax.set_title(f"{test_metric} along {key} (mean over seeds; {BAND})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

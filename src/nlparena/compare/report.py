@@ -4,9 +4,10 @@ built from each run's TensorBoard event files (read by `nlparena.events`) and it
 Per trial (run x setting x seed): parameters, fit time, training throughput, steps to reach the target, best
 validation headline metric, test metrics. Per run (its setting with the best mean validation metric, when it sweeps):
 mean, 95 % confidence interval and min / max over seeds, and against the `baseline` run a verdict (better, worse, no
-detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. Figures: the
-validation headline metric against the epoch (mean over seeds with a band), exact match, token accuracy and BLEU per
-source-length bucket for translation, confusion matrices side by side for classification.
+detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. On top of it
+all, in words (`plain_summary`): too few seeds, each run against its baseline, the runs at chance level (`chance`).
+Figures: the validation headline metric against the epoch (mean over seeds with a band), exact match, token accuracy
+and BLEU per source-length bucket for translation, confusion matrices side by side for classification.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nlparena.callbacks.test_outputs import SACREBLEU_FILE
+from nlparena.compare.chance import at_chance
 from nlparena.compare.config import Comparison, Record
 from nlparena.compare.groups import (
     Group,
@@ -133,6 +135,7 @@ def summarized(
     pairs = verdicts(selected, comparison.baselines(), test_metric, mode)
     sweep = sweep_rows(groups, selected, metric)
     tables = Tables(comparison, records, rows, summary, pairs, sweep, metric, mode, sacrebleu_signatures(records))
+    tables.chance = at_chance(selected, summary, test_metric) if mode == "max" else {}
     return tables, selected, groups
 
 
@@ -142,9 +145,11 @@ def headline(records: list[Record]) -> tuple[str, str]:
     return info.get("headline_metric", "val/loss"), info.get("headline_mode", "min")
 
 
-def pretraining_section(comparison: Comparison, records: list[Record]) -> tuple[list[str], list[dict[str, Any]]]:
+def pretraining_section(
+    comparison: Comparison, records: list[Record], explained: set[str]
+) -> tuple[list[str], list[dict[str, Any]]]:
     """The pretraining trials: their headline and test metrics per seed and over seeds (the lines of report.md, the
-    rows of pretraining.csv)."""
+    rows of pretraining.csv); `explained` holds the report's columns explained so far."""
     if not records:
         return [], []
     metric, mode = headline(records)
@@ -153,7 +158,7 @@ def pretraining_section(comparison: Comparison, records: list[Record]) -> tuple[
     tests = [column_name(tag) for tag in single_number_test_metrics(events, metric)]
     columns = [f"best_{column_name(metric)}", *tests, "fit_seconds"]
     summary = summarize_runs({group.run: group for group in group_trials(records, events, rows)}, columns)
-    tables = Tables(comparison, records, rows, summary, [], [], metric, mode)
+    tables = Tables(comparison, records, rows, summary, [], [], metric, mode, explained=explained)
     return pretraining_lines(tables, columns), rows
 
 
@@ -189,7 +194,7 @@ def write_report(comparison: Comparison, records: list[Record], pretraining: lis
         write_csv([pair.csv_row() for pair in tables.verdicts], folder / "verdicts.csv")
     if any(row["setting"] for row in tables.sweep):
         write_csv(tables.sweep, folder / "sweep.csv")
-    pretraining_text, pretraining_rows = pretraining_section(comparison, list(pretraining))
+    pretraining_text, pretraining_rows = pretraining_section(comparison, list(pretraining), tables.explained)
     if pretraining_rows:
         write_csv(pretraining_rows, folder / "pretraining.csv")
     figures = draw_figures(comparison, tables, selected, folder)

@@ -6,18 +6,25 @@ one that has nothing to show returns [].
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlparena.compare.columns import (
+    CELLS,
+    TEXT_COLUMNS,
+    cell,
+    cells_note,
+    explanation,
+    header,
+    notes,
+    number,
+    verdict_text,
+)
 from nlparena.compare.config import Comparison, Record, Run, cli_value, point_name
 from nlparena.compare.groups import BaselineVerdicts, RunSummary, column_name
+from nlparena.compare.plain_summary import few_seeds_warning, in_short
 from nlparena.compare.plots import BUCKETS
-from nlparena.compare.statistics import Summary, Verdict
-
-TEXT_COLUMNS = ("run", "setting", "seed", "status", "model")  # left-aligned in the trial table
-MEAN_CI = "mean ± half the 95 % CI over seeds, [lowest, highest]"
 
 
 @dataclass
@@ -33,19 +40,30 @@ class Tables:
     metric: str  # the validation headline metric
     mode: str  # "max" or "min"
     signatures: dict[str, str] = field(default_factory=dict)  # a sacreBLEU metric's signature, by logged name
+    chance: dict[str, str] = field(default_factory=dict)  # run -> why it is at chance level, for those that are
+    explained: set[str] = field(default_factory=set)  # the headers explained so far (each once, below its table)
+
+    @property
+    def test_metric(self) -> str:
+        """The metric the verdicts compare: the headline metric on the test split."""
+        return "test/" + self.metric.removeprefix("val/")
+
+    def notes(self, columns: dict[str, str]) -> list[str]:
+        """The explanation of each column (header -> column) not explained above."""
+        return notes({h: explanation(c, self.metric) for h, c in columns.items()}, self.explained)
 
 
 def markdown(tables: Tables, pretraining: list[str], figures: list[Path]) -> str:
-    """report.md: what was compared; per run mean ± CI over seeds; the verdicts against the baseline; the sweep;
-    every trial's numbers; failed trials with their error; the figures."""
+    """report.md: what it says in short; what was compared; per run the mean and CI over seeds; the verdicts against
+    the baseline; the sweep; every trial's numbers; failed trials with their error; the figures."""
     lines = [
         *heading(tables),
         *pretraining,
         *results_table(tables),
-        *curve_table(tables.comparison, tables.summary, tables.metric),
-        *verdict_table(tables.verdicts),
-        *sweep_table(tables.sweep, tables.metric),
-        *length_tables(tables.summary),
+        *curve_table(tables),
+        *verdict_table(tables),
+        *sweep_table(tables),
+        *length_tables(tables),
         *trial_table(tables),
         *failed_runs([record for record in tables.records if record.status == "failed"]),
         *not_run(tables.records),
@@ -54,59 +72,10 @@ def markdown(tables: Tables, pretraining: list[str], figures: list[Path]) -> str
     return "\n".join(lines).rstrip() + "\n"
 
 
-# -- cells ----------------------------------------------------------------------------------------------------------
-
-
-def number(value: Any, column: str) -> str:
-    """Rounded for reading: parameters with separators, seconds and rates whole, metrics to 3 decimals."""
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if column in ("parameters", "seed", "seeds"):
-        return f"{value:,}" if column == "parameters" else str(value)
-    if column == "steps_to_target":
-        return str(value)
-    if column in ("fit_seconds", "samples_per_second", "tokens_per_second"):
-        return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
-    return f"{value:.3f}"
-
-
-def header(column: str, comparison: Comparison, metric: str, mode: str) -> str:
-    names = {
-        "fit_seconds": "fit (s)",
-        "samples_per_second": "samples/s",
-        "tokens_per_second": "tokens/s",
-        "steps_to_target": f"steps to {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
-        f"best_{column_name(metric)}": f"best {metric}",
-    }
-    return names.get(column, column.replace("test_", "test/", 1) if column.startswith("test_") else column)
-
-
 def table(headers: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |"]
     lines.append("|" + "|".join("---" if i < text_columns else "---:" for i in range(len(headers))) + "|")
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def mean_ci(stats: Summary | None) -> str:
-    """`0.912 ± 0.021 [0.88, 0.94]`: mean ± half the 95 % CI, [min, max]; the mean alone for one seed."""
-    if stats is None:
-        return "—"
-    if math.isnan(stats.ci_low):  # one seed: no interval
-        return f"{stats.mean:.3f}"
-    return f"{stats.mean:.3f} ± {(stats.ci_high - stats.ci_low) / 2:.3f} [{stats.min:.3f}, {stats.max:.3f}]"
-
-
-def verdict_text(verdict: Verdict | None) -> str:
-    if verdict is None:
-        return "—"
-    return (
-        f"{verdict.verdict} (Δ {verdict.difference:+.3f}, 95 % CI [{verdict.ci_low:+.3f}, {verdict.ci_high:+.3f}], "
-        f"p = {verdict.p_value:.3g})"
-    )
 
 
 def is_length_column(column: str) -> bool:
@@ -122,20 +91,44 @@ def given(run: Run, args: tuple[str, ...]) -> str:
 
 
 def heading(tables: Tables) -> list[str]:
-    """The title, where the config and logs are, the shared settings, the headline metric, the seeds, the baseline,
-    the curve, and what each run is given."""
-    comparison, metric = tables.comparison, tables.metric
-    shared = comparison.shared_configs and ", ".join(f"`{p}`" for p in comparison.shared_configs)
-    seeds = sorted({str(row["seed"]) for row in tables.rows if row["seed"] is not None})
-    lines = [
+    """The title, where the config and logs are, a warning when there are too few seeds, what the report says in
+    short, then the setup: shared settings, the metrics, the seeds, the baseline, the curve, what each run is given."""
+    comparison = tables.comparison
+    return [
         f"# Comparison `{comparison.name}`",
         "",
         f"Config `{comparison.source}`; logs in `{comparison.log_dir}` (`tensorboard --logdir {comparison.log_dir}`).",
+        *few_seeds_warning(tables.summary),
+        *in_short(tables.summary, tables.verdicts, tables.chance, tables.test_metric),
         "",
+        "## Setup",
+        "",
+        *setup_lines(tables),
+        *run_lines(comparison),
+    ]
+
+
+def metrics_line(tables: Tables) -> str:
+    """Which metric picks each trial's checkpoint (and a sweep's setting), and which one the verdicts compare."""
+    comparison, metric = tables.comparison, tables.metric
+    better = "higher" if tables.mode == "max" else "lower"
+    swept = any(row["setting"] for row in tables.sweep)
+    return (
+        f"- metrics: each trial is tested at its checkpoint with the best `{metric}` ({better} is better)"
+        + (f"; the sweep keeps each run's setting with the best mean `{metric}`" if swept else "")
+        + f"; verdicts compare `{tables.test_metric}` on the test split"
+        + (f"; target {comparison.target:g} on `{metric}`" if comparison.target is not None else "")
+    )
+
+
+def setup_lines(tables: Tables) -> list[str]:
+    comparison = tables.comparison
+    shared = comparison.shared_configs and ", ".join(f"`{p}`" for p in comparison.shared_configs)
+    seeds = sorted({str(row["seed"]) for row in tables.rows if row["seed"] is not None})
+    lines = [
         f"- shared configs: {shared or 'none'}",
         f"- shared args: {' '.join(f'`{a}`' for a in comparison.shared_args) or 'none'}",
-        f"- headline metric: `{metric}` ({'higher' if tables.mode == 'max' else 'lower'} is better)"
-        + (f", target {comparison.target:g}" if comparison.target is not None else ""),
+        metrics_line(tables),
         f"- seeds: {', '.join(seeds) or 'as configured'}",
     ]
     if comparison.baseline:
@@ -146,7 +139,7 @@ def heading(tables: Tables) -> list[str]:
     if comparison.curve is not None:
         key, values = comparison.curve
         lines.append(f"- curve: every run at `{key}` = {', '.join(cli_value(v) for v in values)}")
-    return lines + run_lines(comparison)
+    return lines
 
 
 def run_lines(comparison: Comparison) -> list[str]:
@@ -164,42 +157,58 @@ def run_lines(comparison: Comparison) -> list[str]:
 
 
 def results_table(tables: Tables) -> list[str]:
-    """Per run (its selected setting), each metric's mean ± half the 95 % CI over seeds."""
+    """Per run (its selected setting), each metric's mean, 95 % CI and range over seeds; a run at chance level is
+    marked."""
     summary = tables.summary
     columns = [c for c in (summary[0].columns if summary else {}) if not is_length_column(c)]
     swept = any(row.setting for row in summary)
-    headers = [
-        "run",
-        *(["setting"] if swept else []),
-        "seeds",
-        *(header(c, tables.comparison, tables.metric, tables.mode) for c in columns),
-    ]
+    named = {
+        "run": "run",
+        **({"setting": "setting"} if swept else {}),
+        "seeds": "seeds",
+        **{header(c, tables.comparison, tables.metric, tables.mode): c for c in columns},
+    }
+    flagged = column_name(tables.test_metric)  # a run at chance level is marked on its test headline metric
     body = [
-        [f"`{row.run}`", *([row.setting] if swept else []), str(row.seeds), *(mean_ci(row.columns[c]) for c in columns)]
+        [
+            f"`{row.run}`",
+            *([row.setting] if swept else []),
+            str(row.seeds),
+            *(
+                cell(row.columns[c], c) + (" ⚠ at chance level" if c == flagged and row.run in tables.chance else "")
+                for c in columns
+            ),
+        ]
         for row in summary
     ]
-    return ["", f"## Results ({MEAN_CI})", "", *table(headers, body, 2 if swept else 1)]
+    once = cells_note(columns) if "cells" not in tables.explained else []
+    tables.explained.add("cells")
+    return ["", f"## Results ({CELLS})", "", *table(list(named), body, 2 if swept else 1), *once, *tables.notes(named)]
 
 
-def curve_table(comparison: Comparison, summary: list[RunSummary], metric: str) -> list[str]:
-    """With a curve: each run's test headline metric at every point of the curve (mean ± half the 95 % CI over
-    seeds, [lowest, highest])."""
+def curve_table(tables: Tables) -> list[str]:
+    """With a curve: each run's test headline metric at every point of the curve (cells as in Results)."""
+    comparison = tables.comparison
     if comparison.curve is None:
         return []
     key, values = comparison.curve
-    column = column_name("test/" + metric.removeprefix("val/"))
-    found = {row.run: row for row in summary}
+    column = column_name(tables.test_metric)
+    found = {row.run: row for row in tables.summary}
     points = [point_name(key, value) for value in values]
     body = []
     for line in dict.fromkeys(run.line_name for run in comparison.runs):
-        cells = [mean_ci(found[name].columns.get(column)) if (name := f"{line}/{p}") in found else "—" for p in points]
+        cells = [cell(found[n].columns.get(column), column) if (n := f"{line}/{p}") in found else "—" for p in points]
         body.append([f"`{line}`", *cells])
-    title = f"## Test {metric.removeprefix('val/')} along `{key}` ({MEAN_CI})"
-    return ["", title, "", *table(["run", *(p.split("=", 1)[1] for p in points)], body)]
+    headers = [p.split("=", 1)[1] for p in points]
+    title = f"## Test {tables.metric.removeprefix('val/')} along `{key}` ({CELLS})"
+    words = {"run": explanation("run", tables.metric)}
+    words |= {h: f"`{tables.test_metric}` at `{key}` = {h}" for h in headers}
+    return ["", title, "", *table(["run", *headers], body), *notes(words, tables.explained)]
 
 
-def verdict_table(verdicts: list[BaselineVerdicts]) -> list[str]:
+def verdict_table(tables: Tables) -> list[str]:
     """Each run against its baseline: the paired bootstrap over test examples and Welch's t-test over seeds."""
+    verdicts = tables.verdicts
     if not verdicts:
         return []
     baselines = sorted({pair.baseline for pair in verdicts})
@@ -215,19 +224,28 @@ def verdict_table(verdicts: list[BaselineVerdicts]) -> list[str]:
         for pair in verdicts
     ]
     headers = ["run", *([] if one else ["baseline"]), "paired bootstrap over test examples"]
+    explained = {
+        "baseline": "the run it is judged against",
+        "paired bootstrap over test examples": "the test examples of every seed, resampled 10,000 times, the same "
+        "ones for both runs (Koehn 2004): whether these trained models differ on these test examples",
+        "Welch's t-test over seeds": "each seed's test value is one sample: whether training again with other seeds "
+        "would reproduce the gap",
+    }
     return [
         "",
         f"## Against {against} ({verdicts[0].metric})",
         "",
-        "Paired bootstrap over the test examples of every seed (Koehn 2004), and Welch's t-test over the seeds' "
-        "test values; a difference is reported as better or worse only when its 95 % CI excludes 0.",
-        "",
         *table([*headers, "Welch's t-test over seeds"], body, len(headers) - 1),
+        *notes({h: explained[h] for h in [*headers[1:], "Welch's t-test over seeds"]}, tables.explained),
+        "",
+        "In each: Δ is the run's value minus the baseline's, with its 95 % CI and two-sided p-value; a difference is "
+        "called better or worse only when its CI excludes 0.",
     ]
 
 
-def sweep_table(sweep: list[dict[str, Any]], metric: str) -> list[str]:
+def sweep_table(tables: Tables) -> list[str]:
     """With a sweep: every setting's mean validation headline metric, and the one each run keeps."""
+    sweep, metric = tables.sweep, tables.metric
     if not any(row["setting"] for row in sweep):
         return []
     body = [
@@ -235,21 +253,28 @@ def sweep_table(sweep: list[dict[str, Any]], metric: str) -> list[str]:
         for r in sweep
     ]
     title = f"## Sweep (each run keeps its setting with the best mean {metric}; test is never used)"
-    return ["", title, "", *table(["run", "setting", "seeds", f"mean best {metric}", ""], body, 2)]
+    mean = f"mean best {metric}"
+    words = {column: explanation(column, metric) for column in ("run", "setting", "seeds")}
+    words[mean] = f"the mean over the setting's seeds of each one's best {metric}"
+    words["kept"] = "the setting the run keeps"
+    lines = notes(words, tables.explained)
+    return ["", title, "", *table(["run", "setting", "seeds", mean, "kept"], body, 2), *lines]
 
 
-def length_tables(summary: list[RunSummary]) -> list[str]:
-    """Per source-length metric, a table of each run's test value per bucket (mean ± half the 95 % CI over seeds,
-    [lowest, highest]); the seeds' own values are in results.csv."""
-    lines: list[str] = []
+def length_tables(tables: Tables) -> list[str]:
+    """Per source-length metric, a table of each run's test value per bucket (cells as in Results); the seeds' own
+    values are in results.csv."""
+    summary, lines = tables.summary, []
     for key, label in BUCKETS.items():
         prefix = f"test_{key}_"
         buckets = sorted({c.removeprefix(prefix) for row in summary for c in row.columns if c.startswith(prefix)})
         if not buckets:
             continue
-        lines += ["", f"## Test {label} by source length ({MEAN_CI})", ""]
-        body = [[f"`{row.run}`", *(mean_ci(row.columns[prefix + bucket]) for bucket in buckets)] for row in summary]
+        lines += ["", f"## Test {label} by source length ({CELLS})", ""]
+        body = [[f"`{row.run}`", *(cell(row.columns[prefix + b], prefix + b) for b in buckets)] for row in summary]
         lines += table(["run", *buckets], body)
+        words = f"test {label} of the examples whose source has that many tokens (both ends included)"
+        lines += notes({"run": explanation("run", tables.metric), **{b: words for b in buckets}}, tables.explained)
     return lines
 
 
@@ -259,9 +284,10 @@ def trial_table(tables: Tables) -> list[str]:
     unused = {"log_dir"} | ({"steps_to_target"} if comparison.target is None else set())
     unused |= set() if any(row["setting"] for row in rows) else {"setting"}
     columns = [column for column in rows[0] if column not in unused and not is_length_column(column)]
-    headers = [header(c, comparison, tables.metric, tables.mode) for c in columns]
+    named = {header(c, comparison, tables.metric, tables.mode): c for c in columns}
     body = [[number(row[c], c) for c in columns] for row in rows]
-    return ["", "## Every trial", "", *table(headers, body, sum(1 for c in columns if c in TEXT_COLUMNS))]
+    text_columns = sum(1 for c in columns if c in TEXT_COLUMNS)
+    return ["", "## Every trial", "", *table(list(named), body, text_columns), *tables.notes(named)]
 
 
 def failure_lines(failed: list[Record]) -> list[str]:
@@ -279,27 +305,46 @@ def not_run(records: list[Record]) -> list[str]:
     return ["", f"Not run yet: {', '.join(f'`{name}`' for name in names)}."] if names else []
 
 
+BAND = "per run the mean over its seeds, with a band from the lowest to the highest seed"
+
+
+def caption(figure: Path) -> str:
+    """What a figure of `draw_figures` shows, for the line below it."""
+    if figure.stem == "test_by_length":
+        return f"Test metrics by source length in tokens: {BAND}."
+    if figure.stem == "test_confusion_matrices":
+        return "Each run's test confusion matrix summed over its seeds, each row divided by its true class's count."
+    if figure.stem.endswith("_curve"):
+        return f"The test headline metric at each value of the curve's key: {BAND}."
+    first = "0 is the first, as in checkpoint names `best-epoch000-…`"
+    return f"The validation headline metric after each epoch ({first}): {BAND}."
+
+
 def figure_links(figures: list[Path]) -> list[str]:
-    return ["", "## Figures", "", *(f"![{path.stem}](figures/{path.name})\n" for path in figures)] if figures else []
+    links = [f"![{path.stem}](figures/{path.name})\n\n{caption(path)}\n" for path in figures]
+    return ["", "## Figures", "", *links] if figures else []
 
 
 def pretraining_lines(tables: Tables, columns: list[str]) -> list[str]:
     """The pretraining trials (`tables` of their own): their headline and test metrics over seeds and per seed, and
     those that failed."""
     run = tables.comparison.pretraining
-    headers = [header(c, tables.comparison, tables.metric, tables.mode) for c in columns]
-    over_seeds = [
-        ["mean ± half CI [min, max]", str(r.seeds), *(mean_ci(r.columns[c]) for c in columns)] for r in tables.summary
-    ]
+    named = {header(c, tables.comparison, tables.metric, tables.mode): c for c in columns}
+    over_seeds = [[CELLS, str(r.seeds), *(cell(r.columns[c], c) for c in columns)] for r in tables.summary]
     per_seed = [[str(r["seed"]), r["status"], *(number(r[c], c) for c in columns)] for r in tables.rows]
+    once = cells_note(columns) if "cells" not in tables.explained else []
+    tables.explained.add("cells")
     return [
         "",
         f"## Pretraining `{run.name}` (once per seed; `{{pretraining}}` in a run's args is its checkpoint)",
         "",
         given(run, run.args),
         "",
-        *table(["", "seeds", *headers], over_seeds),
+        *table(["", "seeds", *named], over_seeds),
+        *once,
+        *tables.notes({"seeds": "seeds", **named}),
         "",
-        *table(["seed", "status", *headers], per_seed, 2),
+        *table(["seed", "status", *named], per_seed, 2),
+        *tables.notes({"seed": "seed", "status": "status"}),
         *failure_lines([record for record in tables.records if record.status == "failed"]),
     ]
