@@ -13,8 +13,10 @@ import pytest
 import yaml
 
 from nlparena.cli import NlpArenaCLI
+from nlparena.cli.summaries import NetworkModules
 from nlparena.events import read_events
 from tests.conftest import QUIET, TINY_DATA, TINY_MODEL, run_cli
+from tests.models.test_classification import TINY_CLASSIFIERS, TINY_SPLITS
 
 ROOT = Path(__file__).parents[1]
 QUICKSTART = ["-c", str(ROOT / "configs" / "quickstart.yaml"), "--trainer.max_epochs=1", "--threads=1"]
@@ -32,6 +34,7 @@ FOREIGN = (
     "train_window",
     "RatioSums",
     "StageMetrics",
+    "could not find the monitored key",
 )
 RUN = Path("logs/quickstart/Transformer/version_0")
 USER_WARNING = "is smaller than the logging interval Trainer(log_every_n_steps=20)"  # the quick start's, on 10 batches
@@ -154,3 +157,27 @@ def test_testing_the_best_checkpoint_after_a_fit_and_resuming_into_a_new_folder_
     shown = [str(warning.message) for warning in recwarn] + caplog.messages + capfd.readouterr().err.splitlines()
     assert [line for line in shown if any(text in line for text in FOREIGN)] == []
     assert any("log_every_n_steps=50" in line for line in shown)  # the user's own setting still warns
+
+
+def test_a_fit_without_validation_ends_with_its_last_checkpoint_and_no_warning_of_the_models_own(recwarn, capsys):
+    run_cli("fit", *TINY, "--trainer.limit_val_batches=0")
+    last = "logs/Copy/Transformer/version_0/checkpoints/last.ckpt"
+    assert capsys.readouterr().out.splitlines()[-3:-1] == [
+        f"no val/exact_match was logged (no validation ran); the last weights are in {last}",
+        f"test it:      nlparena test --ckpt_path {last}",
+    ]
+    assert [str(w.message) for w in recwarn if any(text in str(w.message) for text in FOREIGN)] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[*TINY_MODEL, "--data=Copy", *TINY_DATA], [*TINY_CLASSIFIERS["BertClassifier"], "--data=Sentiment", *TINY_SPLITS]],
+    ids=["translation", "classification"],
+)
+@pytest.mark.parametrize("depth", [1, 2])
+def test_the_model_summary_lists_the_network_not_the_metrics(args, depth):
+    model = NlpArenaCLI(args=[*args, *QUIET], run=False).model
+    assert {name for name, _ in model.named_children()} > {"net", "train_window", "val_metrics"}
+    listed = NetworkModules(model, max_depth=depth).layer_names
+    assert listed[0] == "net" and all(name.split(".")[0] == "net" for name in listed)
+    assert len(listed) > 1 if depth == 2 else listed == ["net"]

@@ -30,6 +30,12 @@ WARNINGS = (
         r"`ModelCheckpoint` callbacks\. It will use the best checkpoint path from first checkpoint callback",
         r"lightning\.pytorch\.trainer\.connectors\.checkpoint_connector",
     ),
+    # the model's best checkpoint (a config's own ModelCheckpoint is replaced by it) in an epoch without validation
+    # (`limit_val_batches=0`, `check_val_every_n_epoch`): the fit's summary says that no validation value was logged
+    (
+        r"`ModelCheckpoint\(monitor='val/[\w/]+'\)` could not find the monitored key in the returned metrics",
+        r"lightning\.pytorch\.callbacks\.model_checkpoint",
+    ),
     # `fit --ckpt_path` resumes into a new version folder by design: its checkpoints go there, not to the old one's
     (
         r"The dirpath has changed from .* therefore `best_model_score`",

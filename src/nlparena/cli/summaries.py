@@ -34,8 +34,9 @@ class NetworkModules(model_summary.ModelSummary):
 
     @property
     def named_modules(self) -> list[tuple[str, nn.Module]]:
-        hidden = [name for name, module in self._model.named_children() if holds_metrics(module)]
-        return [(name, module) for name, module in super().named_modules if name.split(".", 1)[0] not in hidden]
+        listed = super().named_modules  # the top-level modules, and with max_depth > 1 those inside them
+        hidden = {name for name, module in listed if "." not in name and holds_metrics(module)}
+        return [(name, module) for name, module in listed if name.split(".", 1)[0] not in hidden]
 
     @property
     def total_training_modes(self) -> dict[str, int]:
