@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 import lightning.pytorch as pl
 from jsonargparse import Namespace, set_parsing_settings
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelSummary, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import (
     LightningArgumentParser,
     LightningCLI,
@@ -49,6 +49,9 @@ from nlparena.cli.logger import TENSORBOARD_LOGGERS, HParamsSession, RunFolderLo
 from nlparena.cli.parser import ConfigFile, NlpArenaParser, asks_for_help, choices, subclasses
 from nlparena.cli.quiet import HeldBackOutput, ReleaseAtStart, no_folder_left_on_error
 from nlparena.cli.refusals import REFUSALS, build_error, trainer_refusal
+from nlparena.cli.run_config import with_run_config
+from nlparena.cli.silenced import silence_foreign_lines
+from nlparena.cli.summaries import NetworkSummary, fit_summary, tested_summary
 from nlparena.cli.threads import set_threads
 from nlparena.cli.tokenizer_of_weights import give_data_the_tokenizer_of_weights
 from nlparena.errors import ConfigError, config_error_in, name_unnamed_write
@@ -90,6 +93,7 @@ class NlpArenaCLI(LightningCLI):
         # Help shows the one-line docstring under each field of a network config (TransformerConfig, ...). Finding
         # them parses the classes' source, 0.7 s of every command on 2 CPU cores: only when help is printed.
         set_parsing_settings(docstring_parse_attribute_docstrings=asks_for_help(sys.argv[1:] if args is None else args))
+        silence_foreign_lines()  # adverts and warnings that no user can act on; before the filters are saved
         # Lightning's start-up lines and warnings wait until every check has passed: a bad input prints one line
         self.held_back = HeldBackOutput()
         self.held_back.start()  # saves the warning filters, restored when the held-back lines are printed
@@ -121,8 +125,10 @@ class NlpArenaCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """LightningCLI's, after checking the class names of `--model` and `--data` against the classes we know."""
+        """LightningCLI's, after checking the class names of `--model` and `--data` against the classes we know; a
+        `test|validate|predict --ckpt_path` with no settings takes its run's config (`with_run_config`)."""
         if isinstance(args, list):
+            args = with_run_config(args)
             NlpArenaParser.check_command_line(args)
         super().parse_arguments(parser, args)
 
@@ -179,6 +185,7 @@ class NlpArenaCLI(LightningCLI):
         check_trainer_settings(config)
         defaults = _as_list(self.trainer_defaults.get("callbacks"))
         config["callbacks"] = [*_as_list(config.get("callbacks")), *forced, *defaults]
+        config["callbacks"] += self.own_callbacks(config)
         if self.save_config_callback and not config.get("fast_dev_run", False):
             saver = self.save_config_callback(parser, self.settings(self.config), **self.save_config_kwargs)
             config["callbacks"].append(saver)
@@ -188,6 +195,33 @@ class NlpArenaCLI(LightningCLI):
             if config_error_in(err):
                 raise
             raise trainer_refusal(err, self.trainer_class, config) from None
+
+    def own_callbacks(self, config: dict[str, Any]) -> list[Callback]:
+        """nlparena's model summary (the network's modules) in place of Lightning's, and the model's checkpoints
+        (`checkpoint_callbacks`), given to the Trainer so that Lightning neither adds a default ModelCheckpoint nor
+        says that `configure_callbacks` replaced it (a test has them too: their states in the checkpoint are theirs).
+        `config` is the Trainer's arguments; the config's own summary and checkpoint callbacks are left as they are."""
+        if config.get("barebones"):
+            return []
+        callbacks, added = config["callbacks"], []
+        if config.get("enable_model_summary") is not False and not any(isinstance(c, ModelSummary) for c in callbacks):
+            config["enable_model_summary"] = False  # Lightning adds its own summary otherwise
+            added.append(NetworkSummary())
+        if any(isinstance(c, Checkpoint) for c in callbacks) or config.get("enable_checkpointing") is False:
+            return added
+        if isinstance(self.model, ArenaModel):
+            added += self.model.checkpoint_callbacks()
+        return added
+
+    def after_fit(self) -> None:
+        """End `nlparena fit` with where it went, its best validation value and checkpoint, and how to use it."""
+        if self.trainer.is_global_zero:
+            _say(fit_summary(self.trainer, self.model))
+
+    def after_test(self) -> None:
+        """End `nlparena test` with the checkpoint it tested, its run, and the test's own log folder."""
+        if self.trainer.is_global_zero:
+            _say(tested_summary(self.trainer, self.settings(self.config).get("ckpt_path")))
 
     def _parse_ckpt_path(self) -> None:
         """Read `--ckpt_path` (required by validate, test and predict) and merge its model settings into the config
@@ -307,6 +341,12 @@ class NlpArenaCLI(LightningCLI):
         if tensorboard and logger.init_args.name is None:
             data, model = (config[key].class_path.rsplit(".", 1)[-1] for key in ("data", "model"))
             logger.init_args.name = f"{data}/{model}"
+
+
+def _say(lines: list[str]) -> None:
+    """nlparena's own lines about a run, on stdout."""
+    for line in lines:
+        print(line, flush=True)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -230,11 +230,9 @@ class ArenaModel(pl.LightningModule):
         EarlyStopping, ModelCheckpoint or ReduceLROnPlateau `monitor` may name."""
         return [self.headline_metric]
 
-    def configure_callbacks(self) -> list[Callback]:
-        """Keep the best checkpoint by the headline metric and `last.ckpt` of every epoch (replaces a default
-        ModelCheckpoint). The best comes first: it is `trainer.checkpoint_callback`, which `ckpt_path="best"` reads."""
-        if not self.trainer.checkpoint_callbacks:
-            return []
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        """The best checkpoint by the headline metric and `last.ckpt` of every epoch. The best comes first: it is
+        `trainer.checkpoint_callback`, which `ckpt_path="best"` reads. `nlparena fit` gives them to its Trainer."""
         best = ModelCheckpoint(
             monitor=self.headline_metric,
             mode=self.headline_mode,
@@ -242,6 +240,14 @@ class ArenaModel(pl.LightningModule):
             auto_insert_metric_name=False,
         )
         return [best, LastCheckpoint()]
+
+    def configure_callbacks(self) -> list[Callback]:
+        """`checkpoint_callbacks` in place of a Trainer's default ModelCheckpoint (a Trainer built in Python), none
+        when the Trainer has no checkpointing or already has them (`nlparena fit`, a test after a fit)."""
+        callbacks = self.trainer.callbacks
+        if not self.trainer.checkpoint_callbacks or any(isinstance(cb, LastCheckpoint) for cb in callbacks):
+            return []
+        return self.checkpoint_callbacks()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint with non-finite weights (`fit --ckpt_path`, `test`, `validate`, `predict`); restore
