@@ -17,6 +17,7 @@ from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser
 
+from nlparena.cli.commands import DESCRIPTION, LIGHTNING_COMMANDS, OTHER_COMMANDS
 from nlparena.errors import ConfigError, config_error_in, one_line, read_yaml
 from nlparena.models import ArenaModel
 
@@ -89,6 +90,18 @@ class NlpArenaParser(LightningArgumentParser):
         """jsonargparse's, keeping the subcommands' action: its `choices` are the subcommands' parsers."""
         self.subcommands_action = super().add_subcommands(*args, **kwargs)
         return self.subcommands_action
+
+    def describe_commands(self) -> None:
+        """Our description of the tool and of each subcommand (cli/commands.py) in `--help`, instead of LightningCLI's
+        (the first wrapped line of a Trainer docstring); the commands that are not LightningCLI's below the list."""
+        self.description = DESCRIPTION
+        self.epilog = f"Other commands: {', '.join(OTHER_COMMANDS)} (`nlparena --help` says what each does)."
+        if self.subcommands_action is None:
+            return
+        for choice in self.subcommands_action._choices_actions:  # argparse's line of each subcommand in the list
+            choice.help = LIGHTNING_COMMANDS.get(choice.dest, choice.help)
+        for name, subparser in self.subcommands_action.choices.items():
+            subparser.description = LIGHTNING_COMMANDS.get(name, subparser.description)
 
     def subcommand_parser(self, subcommand: str | None) -> LightningArgumentParser:
         """The parser of `subcommand`; this parser when there is none (`run=False`)."""
