@@ -47,6 +47,7 @@ FILES = {
     "unknown_key.yaml": "trainerx:\n  max_epochs: 1\n",
     "bad_value.yaml": "trainer:\n  max_epochs: -2\n",
     "prefix_key.yaml": "trainer:\n  max_epoch: 2\n",
+    "typo_key.yaml": "model:\n  class_path: Seq2SeqAttention\n  init_args:\n    rnn:\n      hiden_size: 64\n",
     "a_file": "not a folder\n",
     "empty.ckpt": "",
     "text.ckpt": "hello, not a checkpoint\n",
@@ -364,6 +365,54 @@ CASES: dict[str, tuple[list[str], str]] = {
     "unknown-data": (["fit", *TINY_MODEL, "--data=Revers"], "--data Revers: unknown data; choose one of"),
     "model-data-family": (["fit", *TINY_CLASSIFIERS["RNNClassifier"], "--data=Copy"], "--model RNNClassifier trains"),
     "unknown-subcommand": (["fitt", *FIT], "fitt"),
+    # -- a misspelt key or word: named as typed, with the closest key or word ------------------------------------------
+    "typo-key-of-seq2seq-attention": (
+        ["fit", *TINY_MODELS["Seq2SeqAttention"], "--data=Copy", *TINY_DATA, *QUIET, "--model.rnn.hiden_size=64"],
+        "--model.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean --model.rnn.hidden_size?",
+    ),
+    "typo-key-of-another-model": (
+        ["fit", *FIT, "--model.rnn.hiden_size=64"],
+        "--model.rnn.hiden_size: no such key of Transformer; did you mean --model.rnn.hidden_size (a key of Seq2Seq, "
+        "Seq2SeqAttention)?",
+    ),
+    "typo-model-key": (
+        ["fit", *FIT, "--model.label_smoothin=0.1"],
+        "--model.label_smoothin: no such key of Transformer; did you mean --model.label_smoothing?",
+    ),
+    "typo-model-init-args-key": (
+        ["fit", *FIT, "--model.init_args.transformer.d_mdel=8"],
+        "--model.init_args.transformer.d_mdel: no such key of Transformer; did you mean "
+        "--model.init_args.transformer.d_model?",
+    ),
+    "typo-data-key": (["fit", *FIT, "--data.batch_sise=3"], "--data.batch_sise: no such key of Copy; did you mean"),
+    "typo-optimizer-key": (["fit", *FIT, "--optimizer.init_args.lrr=3"], "did you mean --optimizer.init_args.lr?"),
+    "typo-trainer-key": (["fit", *FIT, "--trainer.max_epochz=2"], "did you mean --trainer.max_epochs?"),
+    "typo-top-level-key": (["fit", *FIT, "--lr_scheduler_intervall=step"], "did you mean --lr_scheduler_interval?"),
+    "typo-key-without-a-close-one": (
+        ["fit", *FIT, "--model.zzz=1"],
+        "--model.zzz: no such key of Transformer; `--model.help Transformer` lists its keys",
+    ),
+    "typo-key-in-config": (
+        ["fit", "-c", "typo_key.yaml", "--data=Copy", *TINY_DATA, *QUIET],
+        "--config typo_key.yaml: model.init_args.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean "
+        "model.init_args.rnn.hidden_size?",
+    ),
+    "typo-attention-kind": (
+        ["fit", *TINY_MODELS["Seq2SeqAttention"], "--data=Copy", *TINY_DATA, *QUIET, "--model.attention.kind=bahdanu"],
+        "--model.attention.kind=bahdanu: not one of 'bahdanau', 'dot', 'general'; did you mean 'bahdanau'?",
+    ),
+    "typo-rnn-cell-as-two-arguments": (
+        ["fit", *TINY_MODELS["Seq2Seq"], "--data=Copy", *TINY_DATA, *QUIET, "--model.rnn.cell", "lstn"],
+        "--model.rnn.cell=lstn: not one of 'gru', 'lstm'; did you mean 'lstm'?",
+    ),
+    "typo-decode": (
+        ["fit", *FIT, "--model.decode=beem"],
+        "--model.decode=beem: not one of 'greedy', 'beam'; did you mean 'beam'?",
+    ),
+    "typo-scheduler-interval": (
+        ["fit", *FIT, "--lr_scheduler_interval", "steps"],
+        "--lr_scheduler_interval=steps: not one of 'step', 'epoch'; did you mean 'step'?",
+    ),
     # -- sizes the data decides, typed ------------------------------------------------------------------------------
     "typed-max-len": (["fit", *FIT, "--model.max_len=5"], "model.max_len=5: the data decides it"),
     "typed-vocab-size": (["fit", *FIT, "--model.vocab_size=3"], "model.vocab_size=3: the data decides it"),

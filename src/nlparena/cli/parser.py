@@ -1,15 +1,17 @@
 """The parser of `nlparena fit|validate|test|predict`: jsonargparse's errors as one line naming the key or file.
 
 Where a key or file can be named from what the parser itself knows, it is named before jsonargparse parses: a config
-file that is not a file, a `--model` or `--data` that names no class we know. Any other error of jsonargparse is its
-own message cleaned to one line (it names the key itself: `Parser key "trainer.max_epochs": ...`); its text is
-never searched for keys.
+file that is not a file, a `--model` or `--data` that names no class we know. A key the parser does not have, or a
+value outside a key's words, is named as the user wrote it with the closest key or word (`cli/keys.py`, from what
+the parser was given and its own actions). Any other error of jsonargparse is its own message cleaned to one line
+(it names the key itself: `Parser key "trainer.max_epochs": ...`); its text is never searched for keys.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any, ClassVar, NoReturn
 
 import yaml
@@ -18,6 +20,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningArgumentParser
 
 from nlparena.cli.commands import DESCRIPTION, LIGHTNING_COMMANDS, OTHER_COMMANDS
+from nlparena.cli.keys import Given, NamedKeyError, first_bad_key, given_in_mapping, given_on_command_line
 from nlparena.errors import ConfigError, config_error_in, one_line, read_yaml
 from nlparena.models import ArenaModel
 
@@ -81,6 +84,8 @@ class NlpArenaParser(LightningArgumentParser):
 
     bases: ClassVar[dict[str, type]] = {"model": ArenaModel, "data": LightningDataModule}
     subcommands_action: argparse.Action | None = None
+    given: Given = Given()  # the keys of the parse under way, to name one the parser does not have
+    arguments_of: type | None = None  # the class whose arguments are this parser's (a model, data, optimizer, ...)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # `--trainer.max_epoch 2` is an error, not `max_epochs`
@@ -109,9 +114,39 @@ class NlpArenaParser(LightningArgumentParser):
             return self
         return self.subcommands_action.choices[subcommand]
 
+    def add_class_arguments(self, theclass: Any, nested_key: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        """jsonargparse's, remembering the class when its arguments are this parser's own (a model's parser)."""
+        if nested_key is None:
+            self.arguments_of = theclass
+        return super().add_class_arguments(theclass, nested_key, *args, **kwargs)
+
+    def parse_args(self, args: Any = None, *rest: Any, **kwargs: Any) -> Namespace:
+        self.given = given_on_command_line(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, *rest, **kwargs)
+
+    def parse_object(self, obj: Any, *rest: Any, **kwargs: Any) -> Namespace:
+        self.given = given_in_mapping(obj)
+        return super().parse_object(obj, *rest, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        """A ConfigError: one found inside jsonargparse's error (a key an inner parser does not have is named as this
+        parser was given it), else a key this parser does not have or a value outside a key's words, else
+        jsonargparse's message on one line."""
         cause = config_error_in(ex)
-        raise ConfigError(str(cause) if cause is not None else cleaned(message)) from None
+        if isinstance(cause, NamedKeyError):
+            cause = cause.under(self.given)
+        elif cause is None and self.subcommands_action is None:
+            cause = first_bad_key(self, self.given, self.arguments_of, self.siblings())
+        raise (cause or ConfigError(cleaned(message))) from None
+
+    def siblings(self) -> dict[str, type]:
+        """The classes that could stand in for this parser's model or data class (of its task family), by name."""
+        for base in self.bases.values():
+            if isinstance(self.arguments_of, type) and issubclass(self.arguments_of, base):
+                by_name = {sub.__name__: sub for sub in subclasses(base).values()}
+                family = getattr(self.arguments_of, "family", None)
+                return {name: by_name[name] for name in choices(base, family) if by_name[name] is not self.arguments_of}
+        return {}
 
     def parse_path(self, path: Any, *args: Any, **kwargs: Any) -> Namespace:
         """A config file (`-c FILE`), refused in one line naming it when it is missing, not valid YAML, repeats a
@@ -120,6 +155,7 @@ class NlpArenaParser(LightningArgumentParser):
         if not isinstance(content, dict):
             found = "it is empty" if content is None else f"it holds a {type(content).__name__}: {content!r}"
             raise ConfigError(f"--config {path}: must be a mapping of keys (trainer:, model:, data:, ...); {found}")
+        given, self.given = self.given, given_in_mapping(content)
         try:
             for key in self.bases:
                 value = content.get(key)
@@ -127,6 +163,8 @@ class NlpArenaParser(LightningArgumentParser):
             return super().parse_path(path, *args, **kwargs)
         except ConfigError as err:
             raise ConfigError(f"--config {path}: {err}") from None
+        finally:
+            self.given = given
 
     @classmethod
     def check_command_line(cls, args: list[str]) -> None:
