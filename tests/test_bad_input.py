@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -681,6 +682,41 @@ def one_line_error(capsys, args: list[str], expected: str, status: int) -> str:
     line = err.splitlines()[0]
     assert line.startswith("nlparena: error: ") and len(line) <= 300 and expected in line, line
     return line
+
+
+# -- what `--model.help` lists: the keys a user sets, each described (issue 24) ---------------------------------------
+DATA_DECIDED = ("vocab_size", "max_len", "pad_id", "num_classes")  # linked from the data by the CLI, never typed
+MODELS = ["Transformer", "Seq2Seq", "Seq2SeqAttention", "BertClassifier", "RNNClassifier", "BertPretraining"]
+
+
+def listed_keys(capsys, model: str) -> dict[str, str]:
+    """`nlparena fit --model.help MODEL` as {key under model.: its description, on one line, without its type}."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", f"--model.help={model}")
+    assert exit_info.value.code == 0
+    entries: dict[str, str] = {}
+    key = None
+    for line in capsys.readouterr().out.splitlines():
+        start = re.match(r"  --model\.([\w.]+)( \S+)?( {2,}.*)?$", line)  # `  --model.rnn.cell {gru,lstm}  text`
+        if start:
+            key = start.group(1)
+            entries[key] = (start.group(3) or "").strip()
+        elif key is not None and line.startswith("    "):
+            entries[key] += " " + line.strip()
+        else:
+            key = None
+    return {name: re.sub(r"\s*\((required, )?type: .*$", "", text).strip() for name, text in entries.items()}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_model_help_lists_only_the_keys_a_user_sets_each_with_its_description(capsys, model):
+    listed = listed_keys(capsys, model)
+    assert len(listed) >= 5, listed
+    decided = [key for key in listed if key in DATA_DECIDED]
+    assert not decided, f"--model.help {model} lists sizes the data decides: {decided}"
+    undescribed = [key for key, text in listed.items() if not text]
+    assert not undescribed, f"--model.help {model} lists keys without a description: {undescribed}"
 
 
 def test_a_save_dir_that_is_a_dangling_link_is_one_line(made_once, capsys):

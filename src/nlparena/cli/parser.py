@@ -114,6 +114,15 @@ class NlpArenaParser(LightningArgumentParser):
             return self
         return self.subcommands_action.choices[subcommand]
 
+    def link_arguments(self, source: Any, target: str, *args: Any, **kwargs: Any) -> None:
+        """jsonargparse's; a size the data decides (`model.init_args.vocab_size`) is left out of `--model.help`, which
+        lists what a user sets (the CLI passes it; typed, it is refused: `check_data_decided`)."""
+        super().link_arguments(source, target, *args, **kwargs)
+        key, _, name = target.partition(".init_args.")
+        help_action = next((action for action in self._actions if action.dest == f"{key}.help"), None)
+        if name and help_action is not None:
+            help_action.sub_add_kwargs.setdefault("skip", set()).add(name)
+
     def add_class_arguments(self, theclass: Any, nested_key: str | None = None, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's, remembering the class when its arguments are this parser's own (a model's parser)."""
         if nested_key is None:
