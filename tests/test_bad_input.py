@@ -48,6 +48,7 @@ FILES = {
     "unknown_key.yaml": "trainerx:\n  max_epochs: 1\n",
     "bad_value.yaml": "trainer:\n  max_epochs: -2\n",
     "prefix_key.yaml": "trainer:\n  max_epoch: 2\n",
+    "data_is_a_file.yaml": "data: text/pairs.tsv\n",
     "typo_key.yaml": "model:\n  class_path: Seq2SeqAttention\n  init_args:\n    rnn:\n      hiden_size: 64\n",
     "a_file": "not a folder\n",
     "empty.ckpt": "",
@@ -682,6 +683,36 @@ def one_line_error(capsys, args: list[str], expected: str, status: int) -> str:
     line = err.splitlines()[0]
     assert line.startswith("nlparena: error: ") and len(line) <= 300 and expected in line, line
     return line
+
+
+# -- a file given where a class name is expected: named, never echoed (issue 24) ---------------------------------------
+FILE_AS_CLASS = {
+    "data-tsv": (
+        ["fit", *TINY_MODEL, "--data=text/pairs.tsv", *QUIET],
+        "--data text/pairs.tsv: a file, where the name of a data module class is expected; to train on it, give "
+        "--data TextPair --data.train_file text/pairs.tsv",
+    ),
+    "data-tsv-as-two-arguments": (["fit", *TINY_MODEL, "--data", "text/pairs.tsv", *QUIET], "--data TextPair --data."),
+    "data-missing-file": (
+        ["fit", *TINY_MODEL, "--data=text/nowhere.tsv", *QUIET],
+        "--data text/nowhere.tsv: no such file, and not the name of a data module class; choose one of ",
+    ),
+    "model-config-file": (
+        ["fit", "--model=unknown_key.yaml", "--data=Copy", *QUIET],
+        "--model unknown_key.yaml: a file, where the name of a model class is expected; choose one of ",
+    ),
+    "data-in-config": (["fit", "-c", "data_is_a_file.yaml", *TINY_MODEL], "data_is_a_file.yaml: data: text/pairs.tsv"),
+}
+
+
+@pytest.mark.parametrize(("args", "expected"), FILE_AS_CLASS.values(), ids=FILE_AS_CLASS.keys())
+def test_a_file_given_as_a_class_name_is_one_line_naming_it_without_its_content(made_once, capsys, args, expected):
+    shutil.copytree(made_once, Path.cwd(), dirs_exist_ok=True)
+    before = tree("logs")
+    line = one_line_error(capsys, args, expected, 2)
+    for content in ("a b c0", "x y0", "trainerx", "max_epochs"):  # the files' content is not echoed
+        assert content not in line, line
+    assert tree("logs") == before
 
 
 # -- what `--model.help` lists: the keys a user sets, each described (issue 24) ---------------------------------------

@@ -84,23 +84,25 @@ class NamedKeyError(ConfigError):
 class UnknownKey(NamedKeyError):
     """A key the parser has not: `--model.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean ...?`."""
 
-    def __init__(self, key: str, close: str | None, owner: str | None, elsewhere: tuple[str, ...], dashes: bool):
-        self.close, self.owner, self.elsewhere = close, owner, elsewhere
+    def __init__(
+        self, key: str, close: str | None, owner: str | None, elsewhere: tuple[str, ...], dashes: bool, prefix: str = ""
+    ):
+        self.close, self.owner, self.elsewhere, self.prefix = close, owner, elsewhere, prefix
         super().__init__(key, dashes)
 
     def text(self) -> str:
         dash = "--" if self.dashes else ""
         line = f"{dash}{self.key}: no such key" + (f" of {self.owner}" if self.owner else "")
         if self.close is None:
-            if self.owner and "." in self.key:  # `--model.help Transformer` lists the keys of a class
-                return f"{line}; `--{self.key.split('.')[0]}.help {self.owner}` lists its keys"
+            if self.owner and self.prefix:  # `--model.help Transformer` lists the keys of a class
+                return f"{line}; `--{self.prefix.split('.')[0]}.help {self.owner}` lists its keys"
             return f"{line}; `--help` lists the keys"
         where = f" (a key of {', '.join(self.elsewhere)})" if self.elsewhere else ""
         return f"{line}; did you mean {dash}{self.close}{where}?"
 
     def renamed(self, key: str, prefix: str, dashes: bool) -> UnknownKey:
         close = None if self.close is None else prefix + self.close
-        return UnknownKey(key, close, self.owner, self.elsewhere, dashes)
+        return UnknownKey(key, close, self.owner, self.elsewhere, dashes, prefix)
 
 
 class BadChoice(NamedKeyError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 import yaml
@@ -190,9 +191,49 @@ class NlpArenaParser(LightningArgumentParser):
 
 
 def check_class_name(key: str, value: Any, where: str) -> None:
-    """A class given by name (`Transformer`, not an import path) for `model` or `data` must be one we know."""
-    if not isinstance(value, str) or not value.isidentifier() or value in ("null", "None"):
+    """A class given by name (`Transformer`, not an import path) for `model` or `data` must be one we know; a value
+    that is neither a name nor an import path must not be a file (`check_not_a_file`)."""
+    if not isinstance(value, str) or value in ("null", "None"):
         return
     base = NlpArenaParser.bases[key]
+    if not value.isidentifier():
+        import_path = all(part.isidentifier() for part in value.split("."))  # `nlparena.models.Transformer`
+        if not import_path or os.path.exists(value):  # `model.yaml` could be both: a file is a file
+            check_not_a_file(key, value, where)
+        return
     if value not in {sub.__name__ for sub in subclasses(base).values()}:
         raise ConfigError(f"{where} {value}: unknown {key}; choose one of {', '.join(choices(base))}")
+
+
+CLASS_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")  # a file of `class_path:` and `init_args:`, read by jsonargparse
+WHAT = {"model": "a model class", "data": "a data module class"}
+
+
+def check_not_a_file(key: str, value: str, where: str) -> None:
+    """`--data my/pairs.tsv`: a value of `model` or `data` that is neither a class name nor an import path is refused
+    in one line naming it (jsonargparse would read the file as the class's config and echo its content), unless it is
+    a class's own config (a mapping with `class_path`, in a YAML or JSON file or inline)."""
+    path = Path(value)
+    if path.is_file() and path.suffix.lower() in CLASS_CONFIG_SUFFIXES:
+        content = read_yaml(path, f"{where} {value}")
+        if isinstance(content, dict) and "class_path" in content:
+            return
+    elif not path.exists():
+        try:
+            if isinstance(yaml.safe_load(value), dict):  # a class's config given inline: `{class_path: ...}`
+                return
+        except yaml.YAMLError:
+            pass
+    names = ", ".join(choices(NlpArenaParser.bases[key]))
+    if not path.exists():
+        raise ConfigError(f"{where} {value}: no such file, and not the name of {WHAT[key]}; choose one of {names}")
+    kind = "a file" if path.is_file() else "a folder"
+    if key == "data":
+        raise ConfigError(
+            f"{where} {value}: {kind}, where the name of {WHAT[key]} is expected; to train on it, give --data TextPair "
+            f"--data.train_file {value} (TextClassification or TextCorpus for labelled or plain text)"
+        )
+    raise ConfigError(
+        f"{where} {value}: {kind}, where the name of {WHAT[key]} is expected; choose one of {names} (a config file "
+        f"is given with -c {value})"
+    )
