@@ -715,6 +715,22 @@ def test_a_file_given_as_a_class_name_is_one_line_naming_it_without_its_content(
     assert tree("logs") == before
 
 
+# -- a beam setting without --decode beam switches to beam search, and says so (issue 24) ------------------------------
+@pytest.mark.parametrize("option", ["--beam_size=3", "--length_penalty=0.6"])
+def test_a_beam_setting_without_decode_beam_switches_to_beam_search_and_says_so(made_once, capsys, option):
+    shutil.copytree(made_once, Path.cwd(), dirs_exist_ok=True)
+    capsys.readouterr()
+    run_cli("translate", f"--ckpt_path={CKPT}", option, "3 4")
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1  # the translation
+    said = [line for line in err.splitlines() if line.startswith("nlparena: ")]
+    given = option.replace("=", " ")
+    assert said == [f"nlparena: {given} asks for beam search: decoding with --decode beam, not greedy"], err
+    capsys.readouterr()
+    run_cli("translate", f"--ckpt_path={CKPT}", "--decode=beam", option, "3 4")  # asked for: nothing to say
+    assert "nlparena: " not in capsys.readouterr().err
+
+
 # -- what `--model.help` lists: the keys a user sets, each described (issue 24) ---------------------------------------
 DATA_DECIDED = ("vocab_size", "max_len", "pad_id", "num_classes")  # linked from the data by the CLI, never typed
 MODELS = ["Transformer", "Seq2Seq", "Seq2SeqAttention", "BertClassifier", "RNNClassifier", "BertPretraining"]
