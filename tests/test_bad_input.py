@@ -48,6 +48,8 @@ FILES = {
     "unknown_key.yaml": "trainerx:\n  max_epochs: 1\n",
     "bad_value.yaml": "trainer:\n  max_epochs: -2\n",
     "prefix_key.yaml": "trainer:\n  max_epoch: 2\n",
+    "schedule_only.yaml": "optimizer:\n  class_path: SGD\n  init_args:\n    lr: 0.1\n"
+    "lr_scheduler:\n  class_path: StepLR\n  init_args:\n    step_size: 1\ntrainer:\n  max_epochs: 2\n",
     "data_is_a_file.yaml": "data: text/pairs.tsv\n",
     "typo_key.yaml": "model:\n  class_path: Seq2SeqAttention\n  init_args:\n    rnn:\n      hiden_size: 64\n",
     "a_file": "not a folder\n",
@@ -611,6 +613,26 @@ CASES: dict[str, tuple[list[str], str]] = {
     ),
     "compare-prefix-option": (["compare", "-c", "compare/unknown_key.yaml", "--forc"], "--forc"),
     # -- schedule ---------------------------------------------------------------------------------------------------
+    "fit-long-config-option-without-model": (
+        ["fit", "--config", "schedule_only.yaml"],
+        "the following arguments are required: fit.data, fit.model",
+    ),
+    "schedule-without-data-and-model": (
+        ["schedule", "-c", "schedule_only.yaml"],
+        "nlparena schedule: give --data and --model (or data: and model: in a -c config), as for `nlparena fit`: the "
+        "steps per epoch come from the data's size and batch size, and the optimizer and its scheduler are built on "
+        "the model's parameters",
+    ),
+    "schedule-without-model": (
+        ["schedule", "-c", "schedule_only.yaml", "--data=Copy"],
+        "nlparena schedule: give --model (or model: in a -c config), as for `nlparena fit`: the optimizer and its "
+        "scheduler are built on the model's parameters",
+    ),
+    "schedule-without-data": (
+        ["schedule", "-c", "schedule_only.yaml", "--model", "Transformer"],
+        "nlparena schedule: give --data (or data: in a -c config), as for `nlparena fit`: the steps per epoch come "
+        "from the data's size and batch size",
+    ),
     "schedule-steps-0": (["schedule", *FIT, "--steps=0"], "--steps 0: must be at least 1"),
     "schedule-out-not-png": (["schedule", *FIT, "--out=lr.jpg"], "--out lr.jpg: must be a .png file"),
     "schedule-prefix-option": (["schedule", *FIT, "--step=3"], "--step"),

@@ -160,9 +160,11 @@ def _leaf_keys(actions: dict[str, Any]) -> list[str]:
 
 
 def knows(parser: ArgumentParser, key: str) -> bool:
-    """Whether `key` is one of the parser's, or inside the value of one."""
+    """Whether `key` is one of the parser's (`--config` and `--help` included), or inside the value of one."""
+    if any(action.dest == key for action in parser._actions):
+        return True
     actions = _settings(parser)
-    return key in actions or any(key.startswith(dest + ".") and _takes_nested_keys(actions, dest) for dest in actions)
+    return any(key.startswith(dest + ".") and _takes_nested_keys(actions, dest) for dest in actions)
 
 
 def closest(key: str, keys: Iterable[str]) -> str | None:

@@ -177,17 +177,22 @@ class NlpArenaParser(LightningArgumentParser):
             self.given = given
 
     @classmethod
-    def check_command_line(cls, args: list[str]) -> None:
-        """`--model NAME` and `--data NAME` on a command line must name a class we know (read by argparse)."""
+    def classes_on_command_line(cls, args: list[str]) -> dict[str, str | None]:
+        """The values of `--model` and `--data` on a command line (read by argparse), None where one is not given."""
         reader = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
         for key in cls.bases:
             reader.add_argument(f"--{key}")
         try:
             given, _ = reader.parse_known_args([arg for arg in args if arg != "--"])
         except argparse.ArgumentError:
-            return  # `--model` without a value: jsonargparse says so
-        for key in cls.bases:
-            check_class_name(key, getattr(given, key), f"--{key}")
+            return dict.fromkeys(cls.bases)  # `--model` without a value: jsonargparse says so
+        return {key: getattr(given, key) for key in cls.bases}
+
+    @classmethod
+    def check_command_line(cls, args: list[str]) -> None:
+        """`--model NAME` and `--data NAME` on a command line must name a class we know."""
+        for key, value in cls.classes_on_command_line(args).items():
+            check_class_name(key, value, f"--{key}")
 
 
 def check_class_name(key: str, value: Any, where: str) -> None:
