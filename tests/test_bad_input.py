@@ -50,6 +50,7 @@ FILES = {
     "prefix_key.yaml": "trainer:\n  max_epoch: 2\n",
     "schedule_only.yaml": "optimizer:\n  class_path: SGD\n  init_args:\n    lr: 0.1\n"
     "lr_scheduler:\n  class_path: StepLR\n  init_args:\n    step_size: 1\ntrainer:\n  max_epochs: 2\n",
+    "export_data_5.yaml": "trainer:\n  max_epochs: 1\nmodel: Transformer\ndata: 5\n",
     "data_is_a_file.yaml": "data: text/pairs.tsv\n",
     "typo_key.yaml": "model:\n  class_path: Seq2SeqAttention\n  init_args:\n    rnn:\n      hiden_size: 64\n",
     "a_file": "not a folder\n",
@@ -660,6 +661,11 @@ CASES: dict[str, tuple[list[str], str]] = {
     "export-text-data": (
         ["export", "--data=TextPair", "--data.train_file=nowhere.tsv", "--out=data"],
         "--data TextPair: reads text files already",
+    ),
+    # the key named is one of the data: section export reads, not one of the fit config's others
+    "export-config-data-not-a-class": (
+        ["export", "-c", "export_data_5.yaml", "--out=data"],
+        '--config export_data_5.yaml: Parser key "data"',
     ),
     "export-missing-config": (["export", "-c", "nowhere.yaml", "--out=data"], "--config nowhere.yaml: no such file"),
     **HOSTILE_CASES,

@@ -158,6 +158,10 @@ class NlpArenaParser(LightningArgumentParser):
                 return {name: by_name[name] for name in choices(base, family) if by_name[name] is not self.arguments_of}
         return {}
 
+    def sections_read(self, content: dict[str, Any]) -> dict[str, Any]:
+        """The part of a config file this parser reads: all of it (`nlparena export` reads its `data:` alone)."""
+        return content
+
     def parse_path(self, path: Any, *args: Any, **kwargs: Any) -> Namespace:
         """A config file (`-c FILE`), refused in one line naming it when it is missing, not valid YAML, repeats a
         key, is not a mapping of keys (empty, a list, a scalar) or names a model or data class we do not know."""
@@ -165,7 +169,7 @@ class NlpArenaParser(LightningArgumentParser):
         if not isinstance(content, dict):
             found = "it is empty" if content is None else f"it holds a {type(content).__name__}: {content!r}"
             raise ConfigError(f"--config {path}: must be a mapping of keys (trainer:, model:, data:, ...); {found}")
-        given, self.given = self.given, given_in_mapping(content)
+        given, self.given = self.given, given_in_mapping(self.sections_read(content))
         try:
             for key in self.bases:
                 value = content.get(key)
