@@ -21,7 +21,8 @@ from jsonargparse import ArgumentParser, Namespace
 from nlparena.errors import ConfigError, shorten
 
 NOT_GIVEN = object()  # `--key` whose value is not on the command line (a flag, or the end of the arguments)
-NOT_KEYS = ("help", "config", "print_config")  # actions that are no setting, never suggested
+NOT_KEYS = ("help", "config", "print_config", "print_shtab")  # actions that are no setting, never suggested
+FEW_KEYS = 15  # a parser with at most this many keys lists them when none is close to an unknown one
 
 
 class Given(typing.NamedTuple):
@@ -82,27 +83,38 @@ class NamedKeyError(ConfigError):
 
 
 class UnknownKey(NamedKeyError):
-    """A key the parser has not: `--model.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean ...?`."""
+    """A key the parser has not: `--model.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean ...?`.
+    The class is named when the key is inside a class the user chose (`--model NAME`: the part `under` put back)."""
 
     def __init__(
-        self, key: str, close: str | None, owner: str | None, elsewhere: tuple[str, ...], dashes: bool, prefix: str = ""
+        self,
+        key: str,
+        close: str | None,
+        owner: str | None,
+        elsewhere: tuple[str, ...],
+        dashes: bool,
+        keys: tuple[str, ...] = (),
+        prefix: str = "",
     ):
-        self.close, self.owner, self.elsewhere, self.prefix = close, owner, elsewhere, prefix
+        self.close, self.owner, self.elsewhere, self.keys, self.prefix = close, owner, elsewhere, keys, prefix
         super().__init__(key, dashes)
 
     def text(self) -> str:
         dash = "--" if self.dashes else ""
-        line = f"{dash}{self.key}: no such key" + (f" of {self.owner}" if self.owner else "")
-        if self.close is None:
-            if self.owner and self.prefix:  # `--model.help Transformer` lists the keys of a class
-                return f"{line}; `--{self.prefix.split('.')[0]}.help {self.owner}` lists its keys"
-            return f"{line}; `--help` lists the keys"
-        where = f" (a key of {', '.join(self.elsewhere)})" if self.elsewhere else ""
-        return f"{line}; did you mean {dash}{self.close}{where}?"
+        owner = self.owner if self.prefix else None
+        line = f"{dash}{self.key}: no such key" + (f" of {owner}" if owner else "")
+        if self.close is not None:
+            where = f" (a key of {', '.join(self.elsewhere)})" if self.elsewhere else ""
+            return f"{line}; did you mean {dash}{self.close}{where}?"
+        if owner:  # `--model.help Transformer` lists the keys of a class
+            return f"{line}; `--{self.prefix.split('.')[0]}.help {owner}` lists its keys"
+        if self.keys:
+            return f"{line}; the keys are {', '.join(dash + self.prefix + key for key in self.keys)}"
+        return f"{line}; `nlparena fit --help` lists the keys"
 
     def renamed(self, key: str, prefix: str, dashes: bool) -> UnknownKey:
         close = None if self.close is None else prefix + self.close
-        return UnknownKey(key, close, self.owner, self.elsewhere, dashes, prefix)
+        return UnknownKey(key, close, self.owner, self.elsewhere, dashes, self.keys, prefix)
 
 
 class BadChoice(NamedKeyError):
@@ -184,7 +196,8 @@ def first_bad_key(
             close, elsewhere = closest(key, _leaf_keys(actions)), ()
             if close is None:
                 close, elsewhere = closest_elsewhere(type(parser), key, siblings)
-            return UnknownKey(key, close, owner.__name__ if owner else None, elsewhere, given.dashes)
+            few = tuple(_leaf_keys(actions)) if len(_leaf_keys(actions)) <= FEW_KEYS else ()
+            return UnknownKey(key, close, owner.__name__ if owner else None, elsewhere, given.dashes, few)
         words = words_of(actions.get(key))
         if words and isinstance(value, str) and value not in words and value not in ("null", "None"):
             return BadChoice(key, value, words, given.dashes)
