@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,6 +48,11 @@ FILES = {
     "unknown_key.yaml": "trainerx:\n  max_epochs: 1\n",
     "bad_value.yaml": "trainer:\n  max_epochs: -2\n",
     "prefix_key.yaml": "trainer:\n  max_epoch: 2\n",
+    "schedule_only.yaml": "optimizer:\n  class_path: SGD\n  init_args:\n    lr: 0.1\n"
+    "lr_scheduler:\n  class_path: StepLR\n  init_args:\n    step_size: 1\ntrainer:\n  max_epochs: 2\n",
+    "export_data_5.yaml": "trainer:\n  max_epochs: 1\nmodel: Transformer\ndata: 5\n",
+    "data_is_a_file.yaml": "data: text/pairs.tsv\n",
+    "typo_key.yaml": "model:\n  class_path: Seq2SeqAttention\n  init_args:\n    rnn:\n      hiden_size: 64\n",
     "a_file": "not a folder\n",
     "empty.ckpt": "",
     "text.ckpt": "hello, not a checkpoint\n",
@@ -364,6 +370,54 @@ CASES: dict[str, tuple[list[str], str]] = {
     "unknown-data": (["fit", *TINY_MODEL, "--data=Revers"], "--data Revers: unknown data; choose one of"),
     "model-data-family": (["fit", *TINY_CLASSIFIERS["RNNClassifier"], "--data=Copy"], "--model RNNClassifier trains"),
     "unknown-subcommand": (["fitt", *FIT], "fitt"),
+    # -- a misspelt key or word: named as typed, with the closest key or word ------------------------------------------
+    "typo-key-of-seq2seq-attention": (
+        ["fit", *TINY_MODELS["Seq2SeqAttention"], "--data=Copy", *TINY_DATA, *QUIET, "--model.rnn.hiden_size=64"],
+        "--model.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean --model.rnn.hidden_size?",
+    ),
+    "typo-key-of-another-model": (
+        ["fit", *FIT, "--model.rnn.hiden_size=64"],
+        "--model.rnn.hiden_size: no such key of Transformer; did you mean --model.rnn.hidden_size (a key of Seq2Seq, "
+        "Seq2SeqAttention)?",
+    ),
+    "typo-model-key": (
+        ["fit", *FIT, "--model.label_smoothin=0.1"],
+        "--model.label_smoothin: no such key of Transformer; did you mean --model.label_smoothing?",
+    ),
+    "typo-model-init-args-key": (
+        ["fit", *FIT, "--model.init_args.transformer.d_mdel=8"],
+        "--model.init_args.transformer.d_mdel: no such key of Transformer; did you mean "
+        "--model.init_args.transformer.d_model?",
+    ),
+    "typo-data-key": (["fit", *FIT, "--data.batch_sise=3"], "--data.batch_sise: no such key of Copy; did you mean"),
+    "typo-optimizer-key": (["fit", *FIT, "--optimizer.init_args.lrr=3"], "did you mean --optimizer.init_args.lr?"),
+    "typo-trainer-key": (["fit", *FIT, "--trainer.max_epochz=2"], "did you mean --trainer.max_epochs?"),
+    "typo-top-level-key": (["fit", *FIT, "--lr_scheduler_intervall=step"], "did you mean --lr_scheduler_interval?"),
+    "typo-key-without-a-close-one": (
+        ["fit", *FIT, "--model.zzz=1"],
+        "--model.zzz: no such key of Transformer; `--model.help Transformer` lists its keys",
+    ),
+    "typo-key-in-config": (
+        ["fit", "-c", "typo_key.yaml", "--data=Copy", *TINY_DATA, *QUIET],
+        "--config typo_key.yaml: model.init_args.rnn.hiden_size: no such key of Seq2SeqAttention; did you mean "
+        "model.init_args.rnn.hidden_size?",
+    ),
+    "typo-attention-kind": (
+        ["fit", *TINY_MODELS["Seq2SeqAttention"], "--data=Copy", *TINY_DATA, *QUIET, "--model.attention.kind=bahdanu"],
+        "--model.attention.kind=bahdanu: not one of 'bahdanau', 'dot', 'general'; did you mean 'bahdanau'?",
+    ),
+    "typo-rnn-cell-as-two-arguments": (
+        ["fit", *TINY_MODELS["Seq2Seq"], "--data=Copy", *TINY_DATA, *QUIET, "--model.rnn.cell", "lstn"],
+        "--model.rnn.cell=lstn: not one of 'gru', 'lstm'; did you mean 'lstm'?",
+    ),
+    "typo-decode": (
+        ["fit", *FIT, "--model.decode=beem"],
+        "--model.decode=beem: not one of 'greedy', 'beam'; did you mean 'beam'?",
+    ),
+    "typo-scheduler-interval": (
+        ["fit", *FIT, "--lr_scheduler_interval", "steps"],
+        "--lr_scheduler_interval=steps: not one of 'step', 'epoch'; did you mean 'step'?",
+    ),
     # -- sizes the data decides, typed ------------------------------------------------------------------------------
     "typed-max-len": (["fit", *FIT, "--model.max_len=5"], "model.max_len=5: the data decides it"),
     "typed-vocab-size": (["fit", *FIT, "--model.vocab_size=3"], "model.vocab_size=3: the data decides it"),
@@ -560,6 +614,26 @@ CASES: dict[str, tuple[list[str], str]] = {
     ),
     "compare-prefix-option": (["compare", "-c", "compare/unknown_key.yaml", "--forc"], "--forc"),
     # -- schedule ---------------------------------------------------------------------------------------------------
+    "fit-long-config-option-without-model": (
+        ["fit", "--config", "schedule_only.yaml"],
+        "the following arguments are required: fit.data, fit.model",
+    ),
+    "schedule-without-data-and-model": (
+        ["schedule", "-c", "schedule_only.yaml"],
+        "nlparena schedule: give --data and --model (or data: and model: in a -c config), as for `nlparena fit`: the "
+        "steps per epoch come from the data's size and batch size, and the optimizer and its scheduler are built on "
+        "the model's parameters",
+    ),
+    "schedule-without-model": (
+        ["schedule", "-c", "schedule_only.yaml", "--data=Copy"],
+        "nlparena schedule: give --model (or model: in a -c config), as for `nlparena fit`: the optimizer and its "
+        "scheduler are built on the model's parameters",
+    ),
+    "schedule-without-data": (
+        ["schedule", "-c", "schedule_only.yaml", "--model", "Transformer"],
+        "nlparena schedule: give --data (or data: in a -c config), as for `nlparena fit`: the steps per epoch come "
+        "from the data's size and batch size",
+    ),
     "schedule-steps-0": (["schedule", *FIT, "--steps=0"], "--steps 0: must be at least 1"),
     "schedule-out-not-png": (["schedule", *FIT, "--out=lr.jpg"], "--out lr.jpg: must be a .png file"),
     "schedule-prefix-option": (["schedule", *FIT, "--step=3"], "--step"),
@@ -587,6 +661,11 @@ CASES: dict[str, tuple[list[str], str]] = {
     "export-text-data": (
         ["export", "--data=TextPair", "--data.train_file=nowhere.tsv", "--out=data"],
         "--data TextPair: reads text files already",
+    ),
+    # the key named is one of the data: section export reads, not one of the fit config's others
+    "export-config-data-not-a-class": (
+        ["export", "-c", "export_data_5.yaml", "--out=data"],
+        '--config export_data_5.yaml: Parser key "data"',
     ),
     "export-missing-config": (["export", "-c", "nowhere.yaml", "--out=data"], "--config nowhere.yaml: no such file"),
     **HOSTILE_CASES,
@@ -632,6 +711,87 @@ def one_line_error(capsys, args: list[str], expected: str, status: int) -> str:
     line = err.splitlines()[0]
     assert line.startswith("nlparena: error: ") and len(line) <= 300 and expected in line, line
     return line
+
+
+# -- a file given where a class name is expected: named, never echoed (issue 24) ---------------------------------------
+FILE_AS_CLASS = {
+    "data-tsv": (
+        ["fit", *TINY_MODEL, "--data=text/pairs.tsv", *QUIET],
+        "--data text/pairs.tsv: a file, where the name of a data module class is expected; to train on it, give "
+        "--data TextPair --data.train_file text/pairs.tsv",
+    ),
+    "data-tsv-as-two-arguments": (["fit", *TINY_MODEL, "--data", "text/pairs.tsv", *QUIET], "--data TextPair --data."),
+    "data-missing-file": (
+        ["fit", *TINY_MODEL, "--data=text/nowhere.tsv", *QUIET],
+        "--data text/nowhere.tsv: no such file, and not the name of a data module class; choose one of ",
+    ),
+    "model-config-file": (
+        ["fit", "--model=unknown_key.yaml", "--data=Copy", *QUIET],
+        "--model unknown_key.yaml: a file, where the name of a model class is expected; choose one of ",
+    ),
+    "data-in-config": (["fit", "-c", "data_is_a_file.yaml", *TINY_MODEL], "data_is_a_file.yaml: data: text/pairs.tsv"),
+}
+
+
+@pytest.mark.parametrize(("args", "expected"), FILE_AS_CLASS.values(), ids=FILE_AS_CLASS.keys())
+def test_a_file_given_as_a_class_name_is_one_line_naming_it_without_its_content(made_once, capsys, args, expected):
+    shutil.copytree(made_once, Path.cwd(), dirs_exist_ok=True)
+    before = tree("logs")
+    line = one_line_error(capsys, args, expected, 2)
+    for content in ("a b c0", "x y0", "trainerx", "max_epochs"):  # the files' content is not echoed
+        assert content not in line, line
+    assert tree("logs") == before
+
+
+# -- a beam setting without --decode beam switches to beam search, and says so (issue 24) ------------------------------
+@pytest.mark.parametrize("option", ["--beam_size=3", "--length_penalty=0.6"])
+def test_a_beam_setting_without_decode_beam_switches_to_beam_search_and_says_so(made_once, capsys, option):
+    shutil.copytree(made_once, Path.cwd(), dirs_exist_ok=True)
+    capsys.readouterr()
+    run_cli("translate", f"--ckpt_path={CKPT}", option, "3 4")
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1  # the translation
+    said = [line for line in err.splitlines() if line.startswith("nlparena: ")]
+    given = option.replace("=", " ")
+    assert said == [f"nlparena: {given} asks for beam search: decoding with --decode beam, not greedy"], err
+    capsys.readouterr()
+    run_cli("translate", f"--ckpt_path={CKPT}", "--decode=beam", option, "3 4")  # asked for: nothing to say
+    assert "nlparena: " not in capsys.readouterr().err
+
+
+# -- what `--model.help` lists: the keys a user sets, each described (issue 24) ---------------------------------------
+DATA_DECIDED = ("vocab_size", "max_len", "pad_id", "num_classes")  # linked from the data by the CLI, never typed
+MODELS = ["Transformer", "Seq2Seq", "Seq2SeqAttention", "BertClassifier", "RNNClassifier", "BertPretraining"]
+
+
+def listed_keys(capsys, model: str) -> dict[str, str]:
+    """`nlparena fit --model.help MODEL` as {key under model.: its description, on one line, without its type}."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", f"--model.help={model}")
+    assert exit_info.value.code == 0
+    entries: dict[str, str] = {}
+    key = None
+    for line in capsys.readouterr().out.splitlines():
+        start = re.match(r"  --model\.([\w.]+)( \S+)?( {2,}.*)?$", line)  # `  --model.rnn.cell {gru,lstm}  text`
+        if start:
+            key = start.group(1)
+            entries[key] = (start.group(3) or "").strip()
+        elif key is not None and line.startswith("    "):
+            entries[key] += " " + line.strip()
+        else:
+            key = None
+    return {name: re.sub(r"\s*\((required, )?type: .*$", "", text).strip() for name, text in entries.items()}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_model_help_lists_only_the_keys_a_user_sets_each_with_its_description(capsys, model):
+    listed = listed_keys(capsys, model)
+    assert len(listed) >= 5, listed
+    decided = [key for key in listed if key in DATA_DECIDED]
+    assert not decided, f"--model.help {model} lists sizes the data decides: {decided}"
+    undescribed = [key for key, text in listed.items() if not text]
+    assert not undescribed, f"--model.help {model} lists keys without a description: {undescribed}"
 
 
 def test_a_save_dir_that_is_a_dangling_link_is_one_line(made_once, capsys):

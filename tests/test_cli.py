@@ -85,7 +85,7 @@ def one_line_error(capsys, *args: str) -> str:
         ),
         (
             ["--model=Seq2SeqAttention", "--data=Copy", "--model.attention.kind=luong"],
-            "\"attention.kind\": Expected a typing.Literal['bahdanau', 'dot', 'general']. Got value: luong",
+            "--model.attention.kind=luong: not one of 'bahdanau', 'dot', 'general'",
         ),
         (
             ["--model=Seq2SeqAttention", "--data=Copy", "--model.attention.input_feeding=true"],

@@ -204,11 +204,11 @@ RUN_ENTRY = "bad.yaml: runs[0]: "  # an entry of runs is named by its index
 BAD_CONFIGS = {
     "unknown-key": (
         {**TINY_COMPARE, "trainer": {"max_epochs": 1}},
-        "bad.yaml: Option 'trainer.max_epochs' is not accepted",
+        "bad.yaml: trainer.max_epochs: no such key; the keys are runs, name, shared.configs, shared.args, target, ",
     ),
     "unknown-run-key": (
         {**TINY_COMPARE, "runs": [{"name": "a", "arg": ["--model=Seq2Seq"]}]},
-        f"{RUN_ENTRY}Option 'arg' is not accepted",
+        f"{RUN_ENTRY}arg: no such key; did you mean args?",
     ),
     "duplicate-run-names": (
         {**TINY_COMPARE, "runs": [TINY_RUNS[0], {**TINY_RUNS[2], "name": "transformer"}]},

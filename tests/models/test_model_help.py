@@ -1,5 +1,5 @@
 """`nlparena fit --model.help MODEL` lists every setting of the model with its description, those its base classes
-declare included (they reach the model through `**kwargs`)."""
+declare included (they reach the model through `**kwargs`), but the sizes the data decides."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from tests.conftest import run_cli
 
 # a setting -> the start of its description, as the class that declares it writes it
 ARENA = {
-    "vocab_size": "vocabulary size, set by the data module",
-    "max_len": "longest sequence of any split",
-    "pad_id": "padding id, set by the data module",
     "compile": "run the network's forward through `torch.compile`",
 }
+# the sizes the data decides (the CLI passes them; typed, they are refused): not listed, never typed
+DATA_DECIDED = ("vocab_size", "max_len", "pad_id", "num_classes")
 TRANSLATION = {
     **ARENA,
     "label_smoothing": "mass moved from the gold token to the others in the loss",
@@ -26,7 +25,6 @@ TRANSLATION = {
 }
 CLASSIFICATION = {
     **ARENA,
-    "num_classes": "number of classes, set by the data module",
     "label_smoothing": "mass moved from the gold class to the others in the loss",
 }
 SETTINGS = {
@@ -68,3 +66,5 @@ def test_model_help_describes_every_setting_the_base_classes_declare(capsys, mod
     for name, description in SETTINGS[model].items():
         assert name in described, f"--model.{name} is not in the help of {model}"
         assert described[name].startswith(description), f"--model.{name}: {described[name]!r}"
+    for name in DATA_DECIDED:
+        assert name not in described, f"--model.{name} is in the help of {model}, but the data decides it"

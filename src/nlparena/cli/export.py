@@ -34,10 +34,13 @@ FAMILIES = ("translation", "classification", "pretraining")
 class ExportParser(NlpArenaParser):
     """The `data` keys of `nlparena fit`; a config file's other sections (trainer:, model:, ...) are left out."""
 
+    def sections_read(self, content: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in content.items() if key == "data"}
+
     def parse_string(self, content: str, *args: Any, **kwargs: Any) -> Namespace:
         loaded = yaml.safe_load(content)  # a file's content was checked by `parse_path`: a mapping, unique keys
         if isinstance(loaded, dict):
-            content = yaml.safe_dump({key: value for key, value in loaded.items() if key == "data"})
+            content = yaml.safe_dump(self.sections_read(loaded))
         return super().parse_string(content, *args, **kwargs)
 
 

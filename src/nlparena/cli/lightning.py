@@ -124,6 +124,11 @@ class NlpArenaCLI(LightningCLI):
         parser.add_argument("-c", "--config", action=ConfigFile, help="Path to a configuration file in YAML format.")
         return parser
 
+    def setup_parser(self, *args: Any, **kwargs: Any) -> None:
+        """LightningCLI's, with our description of each subcommand in `--help` (cli/commands.py)."""
+        super().setup_parser(*args, **kwargs)
+        self.parser.describe_commands()
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """LightningCLI's, after checking the class names of `--model` and `--data` against the classes we know; a
         `test|validate|predict --ckpt_path` with no settings takes its run's config (`with_run_config`)."""

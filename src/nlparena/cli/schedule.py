@@ -10,6 +10,7 @@ schedulers stepped per epoch), and a bug in one shows in the other.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from types import MethodType
 from typing import Any
@@ -22,7 +23,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from nlparena.callbacks import LinearScaling
 from nlparena.cli.checks import check_trainer_settings, check_writable_folder
 from nlparena.cli.lightning import NlpArenaCLI
-from nlparena.errors import ConfigError, OneLineArgumentParser
+from nlparena.cli.parser import NlpArenaParser
+from nlparena.errors import ConfigError, OneLineArgumentParser, read_yaml
 from nlparena.figures import lr_curve_figure
 
 
@@ -139,6 +141,31 @@ class ScheduleCLI(NlpArenaCLI):
         return recorder.lrs
 
 
+NEEDS = {  # why `schedule` needs each class: it runs the config's fit loop
+    "data": "the steps per epoch come from the data's size and batch size",
+    "model": "the optimizer and its scheduler are built on the model's parameters",
+}
+
+
+def check_data_and_model_given(configs: list[str], overrides: list[str]) -> None:
+    """One line saying which of data and model neither a config file nor the command line gives, and why `schedule`
+    needs it (instead of the parser's bare "the following arguments are required")."""
+    given = {key for key, value in NlpArenaParser.classes_on_command_line(overrides).items() if value is not None}
+    given |= {key for key in NEEDS for arg in overrides if arg.startswith(f"--{key}.")}  # `--model.class_path X`
+    for path in configs:
+        content = read_yaml(path) if os.path.isfile(path) else None  # inline or missing: the parser says
+        if isinstance(content, dict):
+            given |= {key for key in NEEDS if content.get(key) is not None}
+    missing = [key for key in NEEDS if key not in given]
+    if missing:
+        options = " and ".join(f"--{key}" for key in missing)
+        keys = " and ".join(f"{key}:" for key in missing)
+        reasons = ", and ".join(NEEDS[key] for key in missing)
+        raise ConfigError(
+            f"nlparena schedule: give {options} (or {keys} in a -c config), as for `nlparena fit`: {reasons}"
+        )
+
+
 def schedule(args: list[str]) -> list[list[float]]:
     """`nlparena schedule`: draw the lr curve to `--out` (PNG) and its values to the same name with .csv."""
     parser = OneLineArgumentParser(
@@ -155,6 +182,7 @@ def schedule(args: list[str]) -> list[list[float]]:
     if opts.out.suffix.lower() != ".png":
         raise ConfigError(f"--out {opts.out}: must be a .png file")
     check_writable_folder(opts.out.parent, f"--out {opts.out}")
+    check_data_and_model_given(opts.config, overrides)
     cli_args = [arg for path in opts.config for arg in ("--config", path)] + overrides
     lrs = ScheduleCLI(cli_args, opts.steps).curve()
     if not lrs:

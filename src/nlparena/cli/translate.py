@@ -8,6 +8,7 @@ space-separated. `--file` translates a file line by line.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -160,6 +161,7 @@ def translate_options(args: list[str]) -> argparse.Namespace:
     ]
     if beam and opts.decode == "greedy":
         raise ConfigError(f"{beam[0]}: a setting of beam search, not of --decode greedy; leave one of them out")
+    opts.implied_beam = beam[0] if beam and opts.decode is None else None  # said when the model decodes greedily
     if beam:
         opts.decode = "beam"
     return opts
@@ -174,6 +176,11 @@ def translate(args: list[str]) -> None:
         # vocabulary, a beam only keeps more of the unlikely continuations
         raise ConfigError(
             f"--beam_size {opts.beam_size}: must be at most {len(vocab)}, the size of this model's vocabulary"
+        )
+    if opts.implied_beam and model.decoding != "beam":
+        print(
+            f"nlparena: {opts.implied_beam} asks for beam search: decoding with --decode beam, not {model.decoding}",
+            file=sys.stderr,
         )
     settings = {"decoding": opts.decode, "beam_size": opts.beam_size, "length_penalty": opts.length_penalty}
     for name, value in settings.items():
