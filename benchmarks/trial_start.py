@@ -7,6 +7,11 @@ the `fit_seconds` and `test_seconds` its `compare.json` records (process start, 
 and data, checkpoint loading, exit). Prints medians; the warm side's first trial also waits for the server to import.
 
     python benchmarks/trial_start.py [--rounds 3]
+
+With --config, a shipped comparison instead (its `curve:` cut to its first --points values, --seeds, --jobs), once
+per side: its trials' median time outside fit and test, pre-training trials apart from the others.
+
+    python benchmarks/trial_start.py --config configs/experiments/bert_pretraining.yaml --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -52,33 +57,76 @@ class TimedLauncher(jobs.Launcher):
         return outcome
 
 
-def overheads(cold: bool) -> list[float]:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def overheads(cold: bool, comparison: dict = COMPARISON, options: tuple[str, ...] = ("--jobs=1",)) -> list[float]:
     """Run the comparison once in a new folder; each trial's seconds outside its fit and test."""
+    return [seconds for _, seconds in named_overheads(cold, comparison, options)]
+
+
+def named_overheads(cold: bool, comparison: dict, options: tuple[str, ...]) -> list[tuple[str, float]]:
+    """Each trial's run name and seconds outside its fit and test, the comparison run once in a new folder (with the
+    repository's configs/ linked into it, for a shipped comparison's config paths)."""
     os.environ[COLD_TRIALS] = "1" if cold else ""
     TRIALS.clear()
     seconds = []
     here = Path.cwd()
+    name = comparison.get("name", "trial_start")
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)  # the comparison writes logs/compare/NAME/ here
         try:
-            Path("trial_start.yaml").write_text(yaml.safe_dump(COMPARISON, sort_keys=False))
-            runner.compare(["-c", "trial_start.yaml", "--jobs=1"])
+            Path("configs").symlink_to(ROOT / "configs")
+            Path(f"{name}.yaml").write_text(yaml.safe_dump(comparison, sort_keys=False))
+            runner.compare(["-c", f"{name}.yaml", *options])
         finally:
             os.chdir(here)
         for argv, wall in TRIALS:
             option = dict(zip(argv[: argv.index("--") : 2], argv[1 : argv.index("--") : 2], strict=True))
             run_folder = Path(folder, option["--save_dir"], option["--name"], f"version_{option['--version']}")
             marker = json.loads((run_folder / "compare.json").read_text())
-            seconds.append(wall - marker["fit_seconds"] - marker["test_seconds"])
+            seconds.append((option["--name"], wall - marker["fit_seconds"] - marker.get("test_seconds", 0.0)))
     return seconds
+
+
+def shipped(config: Path, points: int) -> dict:
+    """A shipped comparison with its curve cut to its first `points` values."""
+    comparison = yaml.safe_load(config.read_text())
+    for key, values in (comparison.get("curve") or {}).items():
+        comparison["curve"][key] = values[:points]
+    return {"name": config.stem, **comparison}
+
+
+def main_shipped(args: argparse.Namespace) -> None:
+    comparison = shipped(Path(args.config), args.points)
+    options = (f"--jobs={args.jobs}", *(["--seeds", *map(str, args.seeds)] if args.seeds else []))
+    for side in ("cold", "warm") if not args.warm_only else ("warm",):
+        trials = named_overheads(side == "cold", comparison, options)
+        groups = {"pre-training": [s for n, s in trials if n.startswith("pretraining")]}
+        groups["the others"] = [s for n, s in trials if not n.startswith("pretraining")]
+        for group, seconds in groups.items():
+            if seconds:
+                print(
+                    f"{side}, {group}: median {statistics.median(seconds):.2f} s outside fit and test, "
+                    f"{len(seconds)} trials",
+                    flush=True,
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--config", help="a comparison config to run instead of the tiny one")
+    parser.add_argument("--points", type=int, default=2, help="with --config: the curve's first values kept")
+    parser.add_argument("--seeds", type=int, nargs="*", help="with --config: the seeds (else the config's)")
+    parser.add_argument("--jobs", type=int, default=2, help="with --config: trials at a time")
+    parser.add_argument("--warm-only", action="store_true", help="with --config: leave the cold side out")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = "1"
     runner.Launcher = TimedLauncher
+    if args.config:
+        main_shipped(args)
+        return
     results: dict[str, list[float]] = {"cold": [], "warm": []}
     for round_ in range(args.rounds):
         for side in ("cold", "warm") if round_ % 2 == 0 else ("warm", "cold"):

@@ -97,8 +97,11 @@ def headline_checkpoint(trainer: pl.Trainer, metric: str) -> ModelCheckpoint | N
 
 
 def run_folder(trainer: pl.Trainer) -> str | None:
-    """The folder the run logs to; None without a logger (`trainer.log_dir` is then the working folder)."""
-    return trainer.log_dir if trainer.logger is not None and not trainer.fast_dev_run else None
+    """The folder the run logs to; None without a logger. The logger's own, not `trainer.log_dir`: that one is a
+    collective (a broadcast from process 0) in DDP, and the summaries are written by process 0 alone."""
+    if trainer.logger is None or trainer.fast_dev_run:
+        return None
+    return trainer.logger.log_dir or trainer.logger.save_dir
 
 
 def fit_summary(trainer: pl.Trainer, model: pl.LightningModule) -> list[str]:
