@@ -102,7 +102,7 @@ def main_shipped(args: argparse.Namespace) -> None:
     options = (f"--jobs={args.jobs}", *(["--seeds", *map(str, args.seeds)] if args.seeds else []))
     for side in ("cold", "warm") if not args.warm_only else ("warm",):
         trials = named_overheads(side == "cold", comparison, options)
-        groups = {"pre-training": [s for n, s in trials if n.startswith("pretraining")]}
+        groups = {"all": [s for _, s in trials], "pre-training": [s for n, s in trials if n.startswith("pretraining")]}
         groups["the others"] = [s for n, s in trials if not n.startswith("pretraining")]
         for group, seconds in groups.items():
             if seconds:
