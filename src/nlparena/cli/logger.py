@@ -19,6 +19,7 @@ from tensorboard.plugins.hparams.api_pb2 import Status
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
 from torch.utils.tensorboard.writer import FileWriter
 
+from nlparena.cli.summaries import run_of_checkpoint
 from nlparena.events import read_events
 from nlparena.models.base import flatten
 
@@ -194,8 +195,7 @@ def tested_run_session(ckpt_path: str | None, session: SessionStartInfo) -> Sess
     """The session of a test of `ckpt_path`: in the row of the run that wrote the checkpoint
     (`<run>/checkpoints/X.ckpt`) if the test's model and data settings equal the run's, with the run's training
     settings; `session` (its own row) if the checkpoint is not in a run folder with a session."""
-    path = Path(ckpt_path) if ckpt_path else None
-    run = path.parent.parent if path is not None and path.parent.name == "checkpoints" else None
+    run = run_of_checkpoint(ckpt_path) if ckpt_path else None
     content = read_events(run).hparams.get(metadata.SESSION_START_INFO_TAG) if run is not None else None
     if content is None:
         return session

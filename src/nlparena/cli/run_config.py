@@ -8,28 +8,14 @@ from pathlib import Path
 
 import yaml
 
+from nlparena.cli.keys import NOT_GIVEN, given_on_command_line
 from nlparena.cli.summaries import run_of_checkpoint
 from nlparena.errors import ConfigError
 from nlparena.models.checkpoint_file import read_checkpoint
 
 EVALUATING = ("validate", "test", "predict")
 RUN_CONFIG = "config.yaml"  # LightningCLI's SaveConfigCallback writes it in the run folder
-SETTINGS_GIVEN = ("-c", "--config", "--model", "--data")  # the settings come from there, not from the run
-
-
-def _given(args: list[str], option: str) -> bool:
-    return any(arg == option or arg.startswith(f"{option}=") for arg in args)
-
-
-def _value(args: list[str], option: str) -> str | None:
-    """The last value of `--option VALUE` or `--option=VALUE` in `args`."""
-    found = None
-    for index, arg in enumerate(args):
-        if arg == option and index + 1 < len(args):
-            found = args[index + 1]
-        elif arg.startswith(f"{option}="):
-            found = arg.split("=", 1)[1]
-    return found
+SETTINGS_GIVEN = {"config", "model", "data", "help"}  # the settings come from there, not from the run (or help)
 
 
 def with_run_config(args: list[str]) -> list[str]:
@@ -40,8 +26,10 @@ def with_run_config(args: list[str]) -> list[str]:
     if not args or args[0] not in EVALUATING:
         return args
     rest = args[1:]
-    path = _value(rest, "--ckpt_path")
-    if path is None or any(_given(rest, option) for option in SETTINGS_GIVEN) or {"-h", "--help"} & set(rest):
+    given = dict(given_on_command_line(rest).items)  # the last value of a key given twice
+    path = given.get("ckpt_path", NOT_GIVEN)
+    short = any(arg == "-h" or arg == "-c" or arg.startswith("-c=") for arg in rest)  # `-c`, `-h`: no `--key`
+    if path is NOT_GIVEN or SETTINGS_GIVEN & given.keys() or short:
         return args
     what = f"--ckpt_path {path}"
     if not Path(path).is_file():
