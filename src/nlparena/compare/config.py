@@ -4,13 +4,15 @@ run's settings; the file itself is read and checked in `config_file.py`."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nlparena.compare.config_file import PRETRAINED, check_values, cli_value, paths, read_compare_config
+from nlparena.compare.config_file import PRETRAINED, check_values, paths, read_compare_config
+from nlparena.compare.search_config import SEARCH_SEEDS, Search, Space, check_space
+from nlparena.compare.values import cli_value
+from nlparena.errors import ConfigError
 
 MARKER = "compare.json"  # written last into a run's version folder: the run finished (or failed)
 
@@ -58,15 +60,15 @@ ERROR_CHARS = 300  # of its last line, shown in the terminal and the report (exc
 
 @dataclass(frozen=True)
 class Run:
-    """One entry of `runs`: a name (its log folder), what `nlparena fit` is given on top of `shared`, and the
-    values to sweep (config key -> values; on top of the shared `sweep`). With a `curve`, one Run per entry and
+    """One entry of `runs`: a name (its log folder), what `nlparena fit` is given on top of `shared`, and its own
+    search space (on top of the shared `search`'s). With a `curve`, one Run per entry and
     value of the curve's key: `line` is the entry's name and `point` the value; `baseline` is the run it is judged
     against (the entry's own `baseline`, else the comparison's; at the same point of the curve)."""
 
     name: str
     configs: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
-    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    space: Space = ()
     baseline: str | None = None
     line: str = ""
     point: Any = None
@@ -83,31 +85,43 @@ class Run:
 
 @dataclass(frozen=True)
 class Trial:
-    """One process of a comparison: a run, one combination of its sweep values (its setting) and one seed."""
+    """One process of a comparison: a run, its setting (the values its search chose, or a search trial's) and one
+    seed. A search trial has its number in the run's study."""
 
     run: Run
     seed: int | None = None  # None: the seed its configs give (a comparison without `seeds`)
     setting: tuple[tuple[str, Any], ...] = ()
+    search_number: int | None = None
+
+    @staticmethod
+    def searching(run: Run, number: int, setting: tuple[tuple[str, Any], ...]) -> Trial:
+        """Trial `number` of a run's search: its own seed, never one of the comparison's."""
+        return Trial(run, SEARCH_SEEDS + number, setting, number)
 
     @property
     def setting_name(self) -> str:
-        """`lr=0.001,batch_size=64` (the last part of each key), '' without a sweep; a folder name."""
+        """`lr=0.001,batch_size=64` (the last part of each key), '' without a setting; a folder name."""
         return ",".join(point_name(key, value) for key, value in self.setting)
 
     @property
     def folder(self) -> Path:
-        """Relative to the comparison's log folder: `run[/setting][/seed_S]`, the parent of its `version_N`."""
+        """Relative to the comparison's log folder: `run[/setting][/seed_S]`, the parent of its `version_N`; a search
+        trial's is `run/search/trial_K`."""
+        if self.search_number is not None:
+            return Path(self.run.name, "search", f"trial_{self.search_number}")
         parts = [self.run.name, *([self.setting_name] if self.setting else [])]
         return Path(*parts, *([f"seed_{self.seed}"] if self.seed is not None else []))
 
     @property
     def label(self) -> str:
-        """`bahdanau lr=0.001 seed 2`, for the terminal and the report."""
+        """`bahdanau lr=0.001 seed 2` (`bahdanau search trial 3`), for the terminal and the report."""
+        if self.search_number is not None:
+            return f"{self.run.name} search trial {self.search_number}"
         parts = [self.run.name, self.setting_name, "" if self.seed is None else f"seed {self.seed}"]
         return " ".join(part for part in parts if part)
 
     def args(self) -> list[str]:
-        """What this trial adds to its run's args: the sweep values, then the seed (last, so that it wins)."""
+        """What this trial adds to its run's args: its setting's values, then the seed (last, so that it wins)."""
         args = [f"--{key}={cli_value(value)}" for key, value in self.setting]
         return args + ([f"--seed_everything={self.seed}"] if self.seed is not None else [])
 
@@ -124,12 +138,14 @@ class Comparison:
     target: float | None = None
     seeds: tuple[int | None, ...] = (None,)
     baseline: str | None = None
-    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    search: Search | None = None
     slurm: dict[str, Any] = field(default_factory=dict)  # submitit's executor parameters for `--executor slurm`
     pretraining: Run | None = None  # run once per seed before the runs; its checkpoint is their `{pretraining}`
     curve: tuple[str, tuple[Any, ...]] | None = None  # (config key, values): every run at every value
     # seed -> the checkpoint that `{pretraining}` stands for, filled in once the pretraining trials have run
     checkpoints: dict[int | None, str] = field(default_factory=dict)
+    # run -> the setting its search chose (by validation), filled in once the search has run
+    chosen: dict[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:
@@ -137,14 +153,16 @@ class Comparison:
 
     def fit_args(self, trial: Trial, pretrained: str | None = None) -> list[str]:
         """What `nlparena fit` is given for a trial: shared configs, the run's configs, shared args, the run's args,
-        the trial's sweep values and seed. `{pretraining}` in the run's args becomes `pretrained` if given, else the
-        seed's pretraining checkpoint. The pretraining run itself gets its own configs and args only."""
+        the search's args (a search trial), the trial's setting and seed. `{pretraining}` in the run's args becomes
+        `pretrained` if given, else the seed's pretraining checkpoint. The pretraining run itself gets its own
+        configs and args only."""
         if trial.run is self.pretraining:
             return [*(f"--config={path}" for path in trial.run.configs), *trial.run.args, *trial.args()]
         configs = [f"--config={path}" for path in (*self.shared_configs, *trial.run.configs)]
         checkpoint = pretrained or self.checkpoints.get(trial.seed, f"(no finished pretraining of seed {trial.seed})")
         run_args = [arg.replace(PRETRAINED, checkpoint) for arg in trial.run.args]
-        return [*configs, *self.shared_args, *run_args, *trial.args()]
+        search_args = self.search.args if self.search and trial.search_number is not None else ()
+        return [*configs, *self.shared_args, *run_args, *search_args, *trial.args()]
 
     def pretraining_trials(self, seeds: tuple[int | None, ...] | None = None) -> list[Trial]:
         """The pretraining run's trial per seed; [] without one."""
@@ -154,20 +172,13 @@ class Comparison:
         """(run, the run it is judged against) for every run that has a baseline other than itself."""
         return [(run.name, run.baseline) for run in self.runs if run.baseline and run.baseline != run.name]
 
-    def settings_of(self, run: Run) -> list[tuple[tuple[str, Any], ...]]:
-        """Every combination of the run's sweep values (the shared sweep, with the run's own on top); [()] when
-        nothing is swept."""
-        grid = dict(self.sweep) | dict(run.sweep)
-        return [tuple(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    def space_of(self, run: Run) -> Space:
+        """The run's search space (the shared one, with the run's own on top); () without a search."""
+        return self.search.space_of(run.space, run.name) if self.search else ()
 
     def trials(self, seeds: tuple[int | None, ...] | None = None) -> list[Trial]:
-        """Every run x setting x seed, run by run."""
-        return [
-            Trial(run, seed, setting)
-            for run in self.runs
-            for setting in self.settings_of(run)
-            for seed in (seeds or self.seeds)
-        ]
+        """Every run x seed, run by run, each run with the setting its search chose (none without a search)."""
+        return [Trial(run, seed, self.chosen.get(run.name, ())) for run in self.runs for seed in (seeds or self.seeds)]
 
 
 @dataclass
@@ -189,7 +200,7 @@ class Record:
 
 
 def point_name(key: str, value: Any) -> str:
-    """`train_size=50`: a value's folder name (the last part of its key), for a curve's points and a sweep's
+    """`train_size=50`: a value's folder name (the last part of its key), for a curve's points and a search's
     settings."""
     return re.sub(r"[^A-Za-z0-9._=,-]", "_", f"{key.rsplit('.', 1)[-1]}={cli_value(value)}")
 
@@ -217,16 +228,20 @@ def along_curve(
     )
 
 
+def own_space(search: Any) -> Space:
+    """A run's own `search: {space: ...}`, checked; () without one."""
+    return check_space(search.space, "search.space") if search is not None else ()
+
+
 def load_comparison(path: Path) -> Comparison:
     """Read and check a compare config; every error is one ConfigError line naming the file and the key."""
     config = read_compare_config(path)
     entries = tuple(
-        Run(run.name, paths(run.configs), tuple(run.args), check_values(run.sweep, "sweep"), run.baseline)
-        for run in config.runs
+        Run(run.name, paths(run.configs), tuple(run.args), own_space(run.search), run.baseline) for run in config.runs
     )
     pretraining = config.pretraining
     curve = check_values(config.curve, "curve")[0] if config.curve else None
-    return Comparison(
+    comparison = Comparison(
         source=path,
         name=config.name or path.stem,
         runs=along_curve(entries, curve, config.baseline),
@@ -235,8 +250,24 @@ def load_comparison(path: Path) -> Comparison:
         target=config.target,
         seeds=(None,) if config.seeds is None else tuple(config.seeds),
         baseline=config.baseline,
-        sweep=check_values(config.sweep, "sweep"),
+        search=Search.of(config.search) if config.search else None,
         slurm=config.slurm,
         pretraining=pretraining and Run(pretraining.name, paths(pretraining.configs), tuple(pretraining.args)),
         curve=curve,
     )
+    try:
+        check_search(comparison)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return comparison
+
+
+def check_search(comparison: Comparison) -> None:
+    """Every run's space (none empty, no range for a grid), and seeds the search trials never use."""
+    if comparison.search is None:
+        return
+    for run in comparison.runs:
+        comparison.space_of(run)
+    used = [seed for seed in comparison.seeds if seed is not None and seed >= SEARCH_SEEDS]
+    if used:
+        raise ConfigError(f"seeds={list(comparison.seeds)}: seeds from {SEARCH_SEEDS} on are the search trials' own")

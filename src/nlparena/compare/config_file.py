@@ -4,8 +4,6 @@ with the rules that span keys in their `__post_init__`; every error is one Confi
 from __future__ import annotations
 
 import copy
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -14,25 +12,21 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import NonNegativeInt, Path_fr, restricted_string_type
 
 from nlparena.cli.parser import NlpArenaParser
+from nlparena.compare.search_config import RunSearchEntry, SearchEntry
+from nlparena.compare.values import CONFIG_KEY, cli_value
 from nlparena.errors import ConfigError, config_error_in, read_yaml
 
 PRETRAINED = "{pretraining}"  # in a run's args: the checkpoint of the `pretraining` run of the same seed
-
-
-def cli_value(value: Any) -> str:
-    """A YAML value as `nlparena fit` takes it after `--key=`: strings as they are, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 # -- the compare config: what a YAML file may hold, as dataclasses that jsonargparse checks -----------------------
 
 # a folder name on every system: no '..', no '/'
 FolderName = restricted_string_type("FolderName", r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-CONFIG_KEY = re.compile(r"(--)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # optimizer.init_args.lr
 
 
 def check_values(grid: dict[str, list[Any]], key: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    """A sweep or curve (config key -> values) as (key without `--`, values) pairs; each list non-empty and without
+    """A curve (config key -> values) as (key without `--`, values) pairs; each list non-empty and without
     repeats, else a ConfigError naming `key` (jsonargparse checks a mapping's values, not its keys)."""
     for name, values in grid.items():
         if not CONFIG_KEY.fullmatch(name):
@@ -40,6 +34,17 @@ def check_values(grid: dict[str, list[Any]], key: str) -> tuple[tuple[str, tuple
         if not values or len({cli_value(v) for v in values}) != len(values):
             raise ConfigError(f"{key}.{name}={values!r}: must be a non-empty list of values, none repeated")
     return tuple((name.removeprefix("--"), tuple(values)) for name, values in grid.items())
+
+
+def refuse_sweep(sweep: Any, where: str) -> None:
+    """`sweep:` is a grid search now: one line that says how to write it."""
+    if sweep is not None:
+        raise ConfigError(
+            f"{where}sweep: replaced by search:; write the grid as "
+            "`search: {sampler: grid, space: {KEY: [VALUE, ...]}}` at the top, a run's own values as its "
+            "`search: {space: {KEY: [VALUE, ...]}}` (each run keeps its best setting by validation, then trains "
+            "with the seeds)"
+        )
 
 
 def check_seeds(seeds: list[int], key: str) -> tuple[int, ...]:
@@ -59,17 +64,18 @@ class SharedEntry:
 
 @dataclass
 class RunEntry:
-    """An entry of `runs`: its name (its log folder), what `nlparena fit` is given on top of `shared`, the values it
-    sweeps on top of the shared `sweep`, and the run it is judged against (else the comparison's `baseline`)."""
+    """An entry of `runs`: its name (its log folder), what `nlparena fit` is given on top of `shared`, its own search
+    space on top of the shared `search`, and the run it is judged against (else the comparison's `baseline`)."""
 
     name: FolderName
     configs: list[Path_fr] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
-    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    search: RunSearchEntry | None = None
     baseline: str | None = None
+    sweep: Any = None  # replaced by `search`: refused with how to write it
 
     def __post_init__(self) -> None:
-        check_values(self.sweep, f"runs ({self.name}).sweep")
+        refuse_sweep(self.sweep, f"runs ({self.name}).")
 
 
 @dataclass
@@ -91,7 +97,8 @@ class CompareConfig:
     target: float | None = None  # the headline metric to reach (the report counts the steps to it)
     seeds: list[NonNegativeInt] | None = None  # None: the seed the configs give
     baseline: str | None = None
-    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    search: SearchEntry | None = None  # tune every run with the same budget (see search_config.py)
+    sweep: Any = None  # replaced by `search`: refused with how to write it
     slurm: dict[str, Any] = field(default_factory=dict)  # submitit's executor parameters for `--executor slurm`
     pretraining: PretrainingEntry | None = None
     curve: dict[str, list[Any]] | None = None  # one config key: every run at every value
@@ -117,7 +124,10 @@ class CompareConfig:
             raise ConfigError(f"pretraining.name={self.pretraining.name!r}: also the name of a run; names must differ")
         if self.seeds is not None:
             check_seeds(self.seeds, "seeds")
-        check_values(self.sweep, "sweep")
+        refuse_sweep(self.sweep, "")
+        if self.search is None and any(run.search for run in self.runs):
+            named = next(run.name for run in self.runs if run.search)
+            raise ConfigError(f"runs ({named}).search: a run's space needs the comparison's search: (trials, sampler)")
         if self.curve is not None and len(self.curve) != 1:
             raise ConfigError(f"curve={self.curve!r}: must name one config key, e.g. {{data.train_size: [50, 200]}}")
         check_values(self.curve or {}, "curve")

@@ -1,5 +1,5 @@
 """A comparison's trials by run and setting: the setting each run keeps (by validation), its numbers over seeds,
-its verdicts against the baseline (`nlparena.compare.statistics`) and the sweep table."""
+its verdicts against the baseline (`nlparena.compare.statistics`)."""
 
 from __future__ import annotations
 
@@ -190,24 +190,3 @@ def verdicts(
             pair.seeds = across_seeds(seeds_a, seeds_b, mode)
         found.append(pair)
     return found
-
-
-def sweep_rows(groups: list[Group], selected: dict[str, Group], metric: str) -> list[dict[str, Any]]:
-    """Every setting of a swept run: its validation headline metric over seeds, and whether it was selected."""
-    column = f"best_{column_name(metric)}"
-    rows = []
-    for group in groups:
-        values = group.values(column)
-        stats = summarize(values) if values else None
-        rows.append(
-            {
-                "run": group.run,
-                "setting": group.setting,
-                "seeds": len(values),
-                "mean": None if stats is None else stats.mean,
-                "ci_low": None if stats is None else stats.ci_low,
-                "ci_high": None if stats is None else stats.ci_high,
-                "selected": selected.get(group.run) is group,
-            }
-        )
-    return rows

@@ -179,9 +179,13 @@ def submitit_executor(kind: str, folder: Path, parameters: dict[str, Any], jobs:
     return executor
 
 
-def worker_argv(save_dir: Path, name: Path, version: int, fit_args: list[str]) -> list[str]:
-    """The worker's arguments for one trial (see `nlparena.compare.worker`)."""
-    return ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version), "--", *fit_args]
+def worker_argv(
+    save_dir: Path, name: Path, version: int, fit_args: list[str], search_pid: int | None = None
+) -> list[str]:
+    """The worker's arguments for one trial (see `nlparena.compare.worker`); `search_pid`: a search trial's, the
+    compare process it reports to (0 where it may run on another machine)."""
+    search = ["--search", str(search_pid)] if search_pid is not None else []
+    return ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version), *search, "--", *fit_args]
 
 
 def trial_log(argv: list[str]) -> Path:

@@ -2,7 +2,7 @@
 built from each run's TensorBoard event files (read by `nlparena.events`) and its `compare.json`.
 
 Per trial (run x setting x seed): parameters, fit time, training throughput, steps to reach the target, best
-validation headline metric, test metrics. Per run (its setting with the best mean validation metric, when it sweeps):
+validation headline metric, test metrics. Per run (with the setting its search chose by validation, if it searches):
 mean, 95 % confidence interval and min / max over seeds, and against the `baseline` run a verdict (better, worse, no
 detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. On top of it
 all, in words (`plain_summary`): too few seeds, each run against its baseline, the runs at chance level (`chance`).
@@ -26,10 +26,10 @@ from nlparena.compare.groups import (
     group_trials,
     select_settings,
     summarize_runs,
-    sweep_rows,
     verdicts,
 )
 from nlparena.compare.plots import BUCKETS, confusion_figure, curve_figure, length_figure, points_figure
+from nlparena.compare.search_report import search_section
 from nlparena.compare.sections import Tables, markdown, pretraining_lines
 from nlparena.events import RunEvents, read_events
 
@@ -123,7 +123,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def summarized(
     comparison: Comparison, records: list[Record], events: list[RunEvents], metric: str, mode: str
 ) -> tuple[Tables, dict[str, Group], list[Group]]:
-    """The trials' rows, each run's selected setting over its seeds, the verdicts and the sweep; with the selected
+    """The trials' rows, each run's selected setting over its seeds and the verdicts; with the selected
     groups and all groups (for the figures)."""
     rows = results(comparison, records, events, metric, mode)
     groups = group_trials(records, events, rows)
@@ -133,8 +133,7 @@ def summarized(
     summary = summarize_runs(selected, [f"best_{column_name(metric)}", *tests, "fit_seconds", *by_length])
     test_metric = "test/" + metric.removeprefix("val/")
     pairs = verdicts(selected, comparison.baselines(), test_metric, mode)
-    sweep = sweep_rows(groups, selected, metric)
-    tables = Tables(comparison, records, rows, summary, pairs, sweep, metric, mode, sacrebleu_signatures(records))
+    tables = Tables(comparison, records, rows, summary, pairs, metric, mode, sacrebleu_signatures(records))
     tables.chance = at_chance(selected, summary, test_metric) if mode == "max" else {}
     return tables, selected, groups
 
@@ -158,7 +157,7 @@ def pretraining_section(
     tests = [column_name(tag) for tag in single_number_test_metrics(events, metric)]
     columns = [f"best_{column_name(metric)}", *tests, "fit_seconds"]
     summary = summarize_runs({group.run: group for group in group_trials(records, events, rows)}, columns)
-    tables = Tables(comparison, records, rows, summary, [], [], metric, mode, explained=explained)
+    tables = Tables(comparison, records, rows, summary, [], metric, mode, explained=explained)
     return pretraining_lines(tables, columns), rows
 
 
@@ -178,10 +177,12 @@ def draw_figures(comparison: Comparison, tables: Tables, selected: dict[str, Gro
     return [path for path in figures if path is not None]
 
 
-def write_report(comparison: Comparison, records: list[Record], pretraining: list[Record] = ()) -> Path:
+def write_report(
+    comparison: Comparison, records: list[Record], pretraining: list[Record] = (), studies: dict[str, Any] | None = None
+) -> Path:
     """Write report.md, results.csv (a row per trial), summary.csv (a row per run), verdicts.csv (with a baseline),
-    sweep.csv (with a sweep), pretraining.csv (with a pretraining run) and figures/ for `records`; returns report.md's
-    path."""
+    search.csv (with a search: `studies`, run -> its RunStudy), pretraining.csv (with a pretraining run) and
+    figures/ for `records`; returns report.md's path."""
     metric, mode = headline(records)
     events = [read_events(record.version_dir) for record in records]
     tables, selected, _ = summarized(comparison, records, events, metric, mode)
@@ -192,8 +193,10 @@ def write_report(comparison: Comparison, records: list[Record], pretraining: lis
         write_csv([run.csv_row() for run in tables.summary], folder / "summary.csv")
     if tables.verdicts:
         write_csv([pair.csv_row() for pair in tables.verdicts], folder / "verdicts.csv")
-    if any(row["setting"] for row in tables.sweep):
-        write_csv(tables.sweep, folder / "sweep.csv")
+    if studies:
+        tables.search, search_rows = search_section(comparison, studies, tables, folder)
+        if search_rows:
+            write_csv(search_rows, folder / "search.csv")
     pretraining_text, pretraining_rows = pretraining_section(comparison, list(pretraining), tables.explained)
     if pretraining_rows:
         write_csv(pretraining_rows, folder / "pretraining.csv")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -48,7 +46,9 @@ from nlparena.compare.jobs import (
     worker_argv,
 )
 from nlparena.compare.lock import one_comparison_at_a_time
+from nlparena.compare.progress import Progress, failure_reason
 from nlparena.compare.report import best_value, write_report
+from nlparena.compare.search_config import SEARCH_SEEDS
 from nlparena.errors import ConfigError, OneLineArgumentParser, config_error_in
 
 
@@ -87,16 +87,18 @@ def _model_info(comparison: Comparison, trial: Trial, where: str) -> dict[str, s
 
 
 def check_runs(comparison: Comparison) -> dict[str, dict[str, str]]:
-    """Parse and instantiate the pretraining run and every run, with every setting of its sweep, as its process will
-    (nothing is written), so that a typo in the last run fails before the first one trains; returns each run's model
-    class and headline metric."""
+    """Parse and instantiate the pretraining run and every run (as its search trials at the ends and values of its
+    space, with the search's args), as its process will (nothing is written), so that a typo in the last run fails
+    before the first one trains; returns each run's model class and headline metric."""
     found: dict[str, dict[str, str]] = {}
     for trial in comparison.pretraining_trials()[:1]:
         found[trial.run.name] = _model_info(comparison, trial, f"pretraining ({trial.run.name})")
     lines = list(dict.fromkeys(run.line_name for run in comparison.runs))
     for run in comparison.runs:
-        for setting in comparison.settings_of(run):
-            trial = Trial(run, comparison.seeds[0], setting)
+        probes = [Trial(run, comparison.seeds[0])]
+        if comparison.search:
+            probes += [Trial.searching(run, 0, point) for point in comparison.search.probes(comparison.space_of(run))]
+        for trial in probes:
             where = f"runs[{lines.index(run.line_name)}] ({f'{run.name} {trial.setting_name}'.strip()})"
             found[run.name] = _model_info(comparison, trial, where)
     metrics = {found[run.name]["headline_metric"] for run in comparison.runs}  # the pretraining's is its own
@@ -144,18 +146,6 @@ def next_version(trial_dir: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
-def failure_reason(outcome: Outcome) -> str:
-    """Why a trial's process failed, in one line: killed by a signal, else the last line of its log."""
-    if outcome.exit_code == 0:
-        return f"exited without writing {MARKER}"
-    if outcome.exit_code < 0:
-        try:
-            return f"killed by {signal.Signals(-outcome.exit_code).name}"
-        except ValueError:
-            return f"killed by signal {-outcome.exit_code}"
-    return outcome.tail[-1] if outcome.tail else "no error output"
-
-
 def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, str], outcome: Outcome) -> Record:
     """The record of a trial's process that ended: its `compare.json` if it finished; else a failure recorded in
     its version folder (made if the run died before its logger made it), so that the next invocation and
@@ -191,41 +181,6 @@ def _outcome(record: Record, seconds: float) -> str:
     return f"finished in {seconds:.0f} s, best {metric} {'n/a' if best is None else f'{best:.3f}'}"
 
 
-class Progress:
-    """The trials of one `run_all` that run: counts done / running / failed / left, an ETA from the mean time of those
-    that ran, and the lines that say them (printed one thread at a time)."""
-
-    def __init__(self, total: int, jobs: int) -> None:
-        self.total, self.jobs = total, jobs
-        self.done = self.failed = self.running = 0
-        self.seconds: list[float] = []
-        self.lock = threading.Lock()
-
-    def started(self, message: str) -> None:
-        with self.lock:
-            self.running += 1
-            print(message, flush=True)
-
-    def ended(self, finished: bool, seconds: float, message: str) -> None:
-        with self.lock:
-            self.running -= 1
-            self.seconds.append(seconds)
-            if finished:
-                self.done += 1
-            else:
-                self.failed += 1
-            print(message, flush=True)
-            print(self.line(), flush=True)
-
-    def line(self) -> str:
-        left = self.total - self.done - self.failed - self.running
-        eta = ""
-        if self.seconds and (left or self.running):
-            mean = sum(self.seconds) / len(self.seconds)
-            eta = f", ETA {mean * (left + self.running / 2) / self.jobs / 60:.1f} min"
-        return f"progress: {self.done} done, {self.running} running, {self.failed} failed, {left} left{eta}"
-
-
 @dataclass(frozen=True)
 class Pending:
     """A trial to run: its place among all the trials (1-based) and the version folder it will write."""
@@ -255,6 +210,14 @@ def run_trial(
     return newest(attempts(trial, comparison.log_dir / trial.folder), settings) or record
 
 
+def launcher_for(comparison: Comparison, jobs: int, executor: str) -> Launcher:
+    """What starts the trials: `jobs` local processes at a time, or jobs of a submitit executor."""
+    cluster = None
+    if executor != "local":
+        cluster = submitit_executor(executor, comparison.log_dir / ".submitit", comparison.slurm, jobs)
+    return Launcher(jobs, cluster)
+
+
 def run_all(
     comparison: Comparison,
     trials: list[Trial],
@@ -281,10 +244,7 @@ def run_all(
             pending.append(Pending(position, trial, next_version(trial_dir)))
     if not pending:
         return [records[i] for i in sorted(records)]
-    cluster = None
-    if executor != "local":
-        cluster = submitit_executor(executor, comparison.log_dir / ".submitit", comparison.slurm, jobs)
-    launcher, progress = Launcher(jobs, cluster), Progress(len(pending), jobs)
+    launcher, progress = launcher_for(comparison, jobs, executor), Progress(len(pending), jobs)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="trial") as pool:
         futures = {
             item.position: pool.submit(
@@ -333,6 +293,11 @@ def compare(args: list[str]) -> Path:
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where trials run (default: local)")
     parser.add_argument("--force", action="store_true", help="run finished runs again (in a new version folder)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing logs only")
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage of the search's studies (default: sqlite:///logs/compare/NAME/search.db); a PostgreSQL "
+        "or MySQL URL lets compare processes on several machines share one study",
+    )
     opts = parser.parse_args(args)
     if opts.force and opts.report_only:
         raise ConfigError("--force and --report-only: choose one (--report-only runs nothing)")
@@ -341,20 +306,31 @@ def compare(args: list[str]) -> Path:
     seeds = check_seeds(opts.seeds, "--seeds") if opts.seeds is not None else None
     check_executor(opts.executor)
     comparison = load_comparison(opts.config)
-    trials, before = comparison.trials(seeds), comparison.pretraining_trials(seeds)
+    before = comparison.pretraining_trials(seeds)
+    if comparison.search and any(seed >= SEARCH_SEEDS for seed in seeds or ()):
+        given = " ".join(map(str, seeds or ()))
+        raise ConfigError(f"--seeds {given}: seeds from {SEARCH_SEEDS} on are the search trials' own")
+    if comparison.search:
+        from nlparena.compare import search_runner  # imports Optuna: only for a comparison that searches
     if opts.report_only:
+        studies = search_runner.existing_studies(comparison, opts.storage) if comparison.search else {}
+        comparison.chosen.update({name: best for name, study in studies.items() if (best := study.best())})
         pretraining = [logged_record(comparison, trial) for trial in before]
         comparison.checkpoints.update(pretrained_checkpoints(pretraining))
-        records = logged_records(comparison, trials)
-        report = write_report(comparison, records, pretraining)
+        records = logged_records(comparison, comparison.trials(seeds))
+        report = write_report(comparison, records, pretraining, studies)
     else:
         infos = check_runs(comparison)  # every run's settings, before anything is written
         with one_comparison_at_a_time(comparison):
             jobs = opts.jobs or default_jobs()
             pretraining = run_all(comparison, before, opts.force, infos, jobs, opts.executor) if before else []
             comparison.checkpoints.update(pretrained_checkpoints(pretraining))
-            records = run_all(comparison, trials, opts.force, infos, jobs, opts.executor)
-            report = write_report(comparison, records, pretraining)
+            studies = {}
+            if comparison.search:
+                launcher = launcher_for(comparison, jobs, opts.executor)
+                studies = search_runner.search(comparison, infos, launcher, opts.storage)
+            records = run_all(comparison, comparison.trials(seeds), opts.force, infos, jobs, opts.executor)
+            report = write_report(comparison, records, pretraining, studies)
         records += pretraining
     failed = [record.trial.label for record in records if record.status == "failed"]
     print(f"report: {report}" + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""), flush=True)

@@ -36,12 +36,12 @@ class Tables:
     rows: list[dict[str, Any]]  # results.csv: a row per trial
     summary: list[RunSummary]  # a run's selected setting over its seeds
     verdicts: list[BaselineVerdicts]
-    sweep: list[dict[str, Any]]  # sweep.csv: a row per run and setting
     metric: str  # the validation headline metric
     mode: str  # "max" or "min"
     signatures: dict[str, str] = field(default_factory=dict)  # a sacreBLEU metric's signature, by logged name
     chance: dict[str, str] = field(default_factory=dict)  # run -> why it is at chance level, for those that are
     explained: set[str] = field(default_factory=set)  # the headers explained so far (each once, below its table)
+    search: list[str] = field(default_factory=list)  # the search section's lines (`search_report.py`)
 
     @property
     def test_metric(self) -> str:
@@ -55,14 +55,14 @@ class Tables:
 
 def markdown(tables: Tables, pretraining: list[str], figures: list[Path]) -> str:
     """report.md: what it says in short; what was compared; per run the mean and CI over seeds; the verdicts against
-    the baseline; the sweep; every trial's numbers; failed trials with their error; the figures."""
+    the baseline; the search; every trial's numbers; failed trials with their error; the figures."""
     lines = [
         *heading(tables),
         *pretraining,
         *results_table(tables),
         *curve_table(tables),
         *verdict_table(tables),
-        *sweep_table(tables),
+        *tables.search,
         *length_tables(tables),
         *trial_table(tables),
         *failed_runs([record for record in tables.records if record.status == "failed"]),
@@ -109,13 +109,12 @@ def heading(tables: Tables) -> list[str]:
 
 
 def metrics_line(tables: Tables) -> str:
-    """Which metric picks each trial's checkpoint (and a sweep's setting), and which one the verdicts compare."""
+    """Which metric picks each trial's checkpoint (and a search's setting), and which one the verdicts compare."""
     comparison, metric = tables.comparison, tables.metric
     better = "higher" if tables.mode == "max" else "lower"
-    swept = any(row["setting"] for row in tables.sweep)
     return (
         f"- metrics: each trial is tested at its checkpoint with the best `{metric}` ({better} is better)"
-        + (f"; the sweep keeps each run's setting with the best mean `{metric}`" if swept else "")
+        + (f"; each run's setting is its search's best trial by `{metric}` (never test)" if comparison.search else "")
         + f"; verdicts compare `{tables.test_metric}` on the test split"
         + (f"; target {comparison.target:g} on `{metric}`" if comparison.target is not None else "")
     )
@@ -241,24 +240,6 @@ def verdict_table(tables: Tables) -> list[str]:
         "In each: Δ is the run's value minus the baseline's, with its 95 % CI and two-sided p-value; a difference is "
         "called better or worse only when its CI excludes 0.",
     ]
-
-
-def sweep_table(tables: Tables) -> list[str]:
-    """With a sweep: every setting's mean validation headline metric, and the one each run keeps."""
-    sweep, metric = tables.sweep, tables.metric
-    if not any(row["setting"] for row in sweep):
-        return []
-    body = [
-        [f"`{r['run']}`", r["setting"], str(r["seeds"]), number(r["mean"], ""), "selected" if r["selected"] else ""]
-        for r in sweep
-    ]
-    title = f"## Sweep (each run keeps its setting with the best mean {metric}; test is never used)"
-    mean = f"mean best {metric}"
-    words = {column: explanation(column, metric) for column in ("run", "setting", "seeds")}
-    words[mean] = f"the mean over the setting's seeds of each one's best {metric}"
-    words["kept"] = "the setting the run keeps"
-    lines = notes(words, tables.explained)
-    return ["", title, "", *table(["run", "setting", "seeds", mean, "kept"], body, 2), *lines]
 
 
 def length_tables(tables: Tables) -> list[str]:

@@ -1,5 +1,6 @@
 """One run of `nlparena compare`, in its own process: `python -m nlparena.compare.worker --save_dir DIR --name RUN
---version N -- FIT_ARGS...`, its output to its log file.
+--version N [--search PID] -- FIT_ARGS...`, its output to its log file (`--search`: a search trial, see
+`fit_and_test`).
 
 The run is built by the same `NlpArenaCLI` as `nlparena fit` (same parser, links, callbacks, checkpointing), fitted,
 then tested on its best checkpoint. What the report needs goes into the run's TensorBoard event files
@@ -23,6 +24,7 @@ from lightning.pytorch.callbacks import Callback
 
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.compare.config import MARKER, logger_args, run_settings
+from nlparena.compare.search_channel import SearchReporter
 from nlparena.errors import one_line_errors
 
 
@@ -117,19 +119,29 @@ def _synchronize(pl_module: pl.LightningModule) -> None:
         torch.cuda.synchronize(pl_module.device)
 
 
-def fit_and_test(fit_args: list[str], save_dir: str, name: str, version: int) -> dict[str, Any]:
+def fit_and_test(
+    fit_args: list[str], save_dir: str, name: str, version: int, search_pid: int | None = None
+) -> dict[str, Any]:
     """Fit as `nlparena fit FIT_ARGS` does, test the best checkpoint (the last weights if there is none) and
-    return what `compare.json` records."""
+    return what `compare.json` records. A search trial (`search_pid`: the compare process that owns its study)
+    reports each validation to it (`search_channel`), stops when pruned, and is not tested: a search sees
+    validation only."""
     cli = NlpArenaCLI(args=[*fit_args, *logger_args(save_dir, name, version)], run=False)
     trainer, model = cli.trainer, cli.model
     stats = RunStats()
     trainer.callbacks.append(stats)
+    reporter = None
+    if search_pid is not None:
+        reporter = SearchReporter(Path(save_dir, name, f"version_{version}"), model.headline_metric, search_pid)
+        trainer.callbacks.append(reporter)
     trainer.fit(model, datamodule=cli.datamodule)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     start = time.perf_counter()
-    trainer.test(model, datamodule=cli.datamodule, ckpt_path="best" if best else None)
+    if reporter is None:
+        trainer.test(model, datamodule=cli.datamodule, ckpt_path="best" if best else None)
     return {
-        "status": "finished",
+        "status": "pruned" if reporter and reporter.pruned else "finished",
+        **({"search_values": reporter.values} if reporter else {}),
         "run": name,
         "seed": cli.config.get("seed_everything"),
         "model": type(model).__name__,
@@ -138,7 +150,7 @@ def fit_and_test(fit_args: list[str], save_dir: str, name: str, version: int) ->
         "parameters": stats.parameters,
         "fit_seconds": stats.fit_seconds,
         "test_seconds": time.perf_counter() - start,
-        "tested_checkpoint": best or "last weights",
+        "tested_checkpoint": (best or "last weights") if reporter is None else None,
         "log_dir": str(trainer.logger.log_dir),
         "is_global_zero": trainer.is_global_zero,
     }
@@ -154,16 +166,17 @@ def main(argv: list[str] | None = None) -> None:
         split = argv.index("--")
         options = dict(zip(argv[:split:2], argv[1:split:2], strict=True))
         save_dir, name, version = options["--save_dir"], options["--name"], int(options["--version"])
+        search_pid = int(options["--search"]) if "--search" in options else None
     except (ValueError, KeyError):
         raise SystemExit(
-            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N -- ARGS"
+            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N [--search PID] -- ARGS"
         ) from None
     fit_args = argv[split + 1 :]  # sys.argv stays as it is: Lightning relaunches this runner for DDP workers
     settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     with one_line_errors():
-        record = fit_and_test([*fit_args, "--trainer.enable_progress_bar=false"], save_dir, name, version)
+        record = fit_and_test([*fit_args, "--trainer.enable_progress_bar=false"], save_dir, name, version, search_pid)
     if record.pop("is_global_zero"):
         record["settings"] = settings
         Path(record["log_dir"], MARKER).write_text(json.dumps(record, indent=2) + "\n")
