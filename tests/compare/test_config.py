@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from nlparena.compare.config import load_comparison
+from nlparena.compare.search_config import Choice, Range
 from nlparena.errors import ConfigError
 
 ROOT = Path(__file__).parents[2]
@@ -34,15 +35,19 @@ def test_every_shipped_compare_config_loads_with_its_files_and_settings_as_writt
         assert comparison.pretraining.configs == tuple(raw["pretraining"]["configs"])
 
 
-def test_a_sweep_key_may_start_with_two_dashes_and_is_given_without_them(tmp_path, monkeypatch):
+def test_a_search_key_may_start_with_two_dashes_and_a_runs_own_entries_replace_the_shared_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = {"runs": [{"name": "a", "sweep": {"--optimizer.init_args.lr": [0.1, 0.01]}}], "seeds": [0]}
+    lr = {"low": 0.001, "high": 0.1, "log": True}
+    config = {
+        "search": {"trials": 3, "space": {"--optimizer.init_args.lr": lr, "model.transformer.dropout": [0.0, 0.1]}},
+        "runs": [{"name": "a"}, {"name": "b", "search": {"space": {"model.transformer.dropout": [0.3]}}}],
+        "seeds": [0],
+    }
     Path("c.yaml").write_text(yaml.safe_dump(config))
     comparison = load_comparison(Path("c.yaml"))
-    assert comparison.settings_of(comparison.runs[0]) == [
-        (("optimizer.init_args.lr", 0.1),),
-        (("optimizer.init_args.lr", 0.01),),
-    ]
+    a, b = (dict(comparison.space_of(run)) for run in comparison.runs)
+    assert a == {"optimizer.init_args.lr": Range(0.001, 0.1, True), "model.transformer.dropout": Choice((0.0, 0.1))}
+    assert b == {"optimizer.init_args.lr": Range(0.001, 0.1, True), "model.transformer.dropout": Choice((0.3,))}
 
 
 @pytest.mark.parametrize(
@@ -50,7 +55,10 @@ def test_a_sweep_key_may_start_with_two_dashes_and_is_given_without_them(tmp_pat
     [
         ({"runs": [{"name": "a"}], "seeds": [1, 1]}, "c.yaml: seeds=[1, 1]: must be a non-empty list of distinct"),
         ({"runs": [{"name": "a"}], "curve": {"data.train_size": []}}, "c.yaml: curve.data.train_size=[]: must be"),
-        ({"runs": [{"name": "a", "sweep": {"x": [1, 1]}}]}, "c.yaml: runs (a).sweep.x=[1, 1]: must be a non-empty"),
+        (
+            {"runs": [{"name": "a", "search": {"space": {"x": [1, 1]}}}], "search": {"trials": 2}},
+            "c.yaml: runs[0]: search.space.x=[1, 1]: must be a non-empty",
+        ),
     ],
 )
 def test_rules_within_a_key_are_one_line_naming_the_file_and_the_key(tmp_path, monkeypatch, config, expected):

@@ -46,10 +46,18 @@ def distribution(dim: Range | Choice) -> BaseDistribution:
     return FloatDistribution(float(dim.low), float(dim.high), log=dim.log)
 
 
+class AskedGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for ask-and-tell: its `after_trial` stops `study.optimize` once the grid is done, and
+    `Study.stop` raises outside an `optimize` loop; here the budget (the grid's size) ends the search."""
+
+    def after_trial(self, study: Any, trial: Any, state: TrialState, values: Any) -> None:
+        return None
+
+
 def sampler_of(search: Search, space: Space) -> optuna.samplers.BaseSampler:
     if search.sampler == "grid":
         grid = {key: list(dim.values) for key, dim in space if isinstance(dim, Choice)}
-        return optuna.samplers.GridSampler(grid, seed=search.seed)
+        return AskedGridSampler(grid, seed=search.seed)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     # a third of the budget sampled at random first (Optuna's default is 10, the whole of a small budget)

@@ -1,0 +1,30 @@
+"""A planted problem for the tests of `search:`: a Transformer whose headline metric, `val/planted`, is a known function
+of its learning rate, so that the best lr is known (BEST_LR) and nothing but the lr matters."""
+
+from __future__ import annotations
+
+import math
+
+from nlparena.models import Transformer
+
+BEST_LR = 3e-3
+METRIC = "val/planted"
+
+
+def planted_value(lr: float) -> float:
+    """1 at BEST_LR, falling with the square of the distance in decades (0 at 5 decades)."""
+    return max(0.0, 1.0 - (math.log10(lr) - math.log10(BEST_LR)) ** 2 / 25)
+
+
+class PlantedTransformer(Transformer):
+    """A Transformer (it trains as one) whose headline metric after each validation is `planted_value(lr)`."""
+
+    headline_metric = METRIC
+    headline_mode = "max"
+
+    def logged_metrics(self) -> list[str]:
+        return [*super().logged_metrics(), METRIC]
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log(METRIC, planted_value(self.trainer.optimizers[0].param_groups[0]["lr"]))
