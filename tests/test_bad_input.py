@@ -58,6 +58,32 @@ FILES = {
     "text.ckpt": "hello, not a checkpoint\n",
 }
 TINY_RUN = {"name": "tiny", "args": TINY_MODEL}
+LR = "optimizer.init_args.lr"
+
+
+def search_of(space: dict, **settings) -> dict:
+    """A compare config's `search:` (a budget of 2 TPE trials) with `space` and other `settings`."""
+    return {"trials": 2, "space": space, **settings}
+
+
+# `search:` refusals (issue 26): compare config name -> (its `search:`, what the one line says)
+SEARCHES = {
+    "unknown_key": (search_of({"optimizer.init_args.lrr": [0.1]}), "--optimizer.init_args.lrr: no such key"),
+    "low_not_below_high": (search_of({LR: {"low": 0.1, "high": 0.01}}), f"search.space.{LR}: low 0.1 >= high 0.01"),
+    "log_from_zero": (
+        search_of({LR: {"low": 0.0, "high": 0.1, "log": True}}),
+        f"search.space.{LR}: log: true needs low > 0 (got low 0.0)",
+    ),
+    "empty_choice": (search_of({LR: []}), f"search.space.{LR}=[]: must be a non-empty list of values"),
+    "zero_trials": (search_of({LR: [0.1]}, trials=0), "search.trials=0: must be at least 1"),
+    "unknown_sampler": (search_of({LR: [0.1]}, sampler="cma"), "search.sampler='cma': choose one of tpe, random, grid"),
+    "unknown_pruner": (search_of({LR: [0.1]}, pruner="hyperband"), "search.pruner='hyperband': choose one of asha"),
+    "grid_with_range": (
+        search_of({LR: {"low": 0.001, "high": 0.1}}, sampler="grid"),
+        f"search.space.{LR}: a range, but the grid sampler takes lists of values only",
+    ),
+    "sweep": (None, "sweep: replaced by search:; write the grid as `search: {sampler: grid, space: {KEY: [VALUE"),
+}
 SHARED = {"args": ["--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1"]}
 COMPARE = {  # file name -> content of a compare config
     "unknown_key": {"shared": SHARED, "runs": [TINY_RUN], "trainer": {"max_epochs": 1}},
@@ -82,12 +108,14 @@ COMPARE = {  # file name -> content of a compare config
     "seeds_negative": {"shared": SHARED, "seeds": [0, -1], "runs": [TINY_RUN]},
     "baseline_not_a_run": {"shared": SHARED, "baseline": "nobody", "runs": [TINY_RUN]},
     "sweep_not_a_mapping": {"shared": SHARED, "sweep": ["optimizer.init_args.lr"], "runs": [TINY_RUN]},
-    "sweep_empty_values": {"shared": SHARED, "sweep": {"optimizer.init_args.lr": []}, "runs": [TINY_RUN]},
-    "sweep_repeated_value": {"shared": SHARED, "sweep": {"optimizer.init_args.lr": [0.1, 0.1]}, "runs": [TINY_RUN]},
-    "sweep_bad_key": {"shared": SHARED, "sweep": {"optimizer lr": [0.1]}, "runs": [TINY_RUN]},
-    "sweep_bad_value": {
+    "sweep_in_run": {"shared": SHARED, "runs": [{**TINY_RUN, "sweep": {"model.transformer.d_model": [16, 0]}}]},
+    "search_not_a_mapping": {"shared": SHARED, "search": ["optimizer.init_args.lr"], "runs": [TINY_RUN]},
+    "search_repeated_value": {"shared": SHARED, "search": search_of({LR: [0.1, 0.1]}), "runs": [TINY_RUN]},
+    "search_bad_key": {"shared": SHARED, "search": search_of({"optimizer lr": [0.1]}), "runs": [TINY_RUN]},
+    "search_bad_value": {
         "shared": SHARED,
-        "runs": [{**TINY_RUN, "sweep": {"model.transformer.d_model": [16, 0]}}],
+        "search": search_of({LR: [0.1]}),
+        "runs": [{**TINY_RUN, "search": {"space": {"model.transformer.d_model": [16, 0]}}}],
     },
     "slurm_not_a_mapping": {"shared": SHARED, "slurm": "gpu", "runs": [TINY_RUN]},
     "monitor_never_logged": {
@@ -119,6 +147,13 @@ def made_once(tmp_path_factory) -> Path:
         Path("compare").mkdir()
         for name, config in COMPARE.items():
             Path(f"compare/{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        for name, (search, _) in SEARCHES.items():
+            config = {"shared": SHARED, "runs": [TINY_RUN]}
+            config |= {"search": search} if search else {"sweep": {LR: [0.1, 0.01]}}
+            Path(f"compare/search_{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        ok = {"shared": SHARED, "runs": [TINY_RUN], "search": search_of({LR: [0.1]})}  # valid: for --storage's cases
+        Path("compare/search_ok.yaml").write_text(yaml.safe_dump(ok, sort_keys=False))
+        Path("compare/no_search.yaml").write_text(yaml.safe_dump({"shared": SHARED, "runs": [TINY_RUN]}))
         Path("compare/duplicate_key.yaml").write_text("name: a\nname: b\nruns: []\n")
         Path("compare/empty.yaml").write_text("")
         Path("compare/list.yaml").write_text("- runs\n")
@@ -613,6 +648,25 @@ CASES: dict[str, tuple[list[str], str]] = {
         "--executor slurm: no `sbatch` on this machine",
     ),
     "compare-prefix-option": (["compare", "-c", "compare/unknown_key.yaml", "--forc"], "--forc"),
+    **{
+        f"compare-search-{name.replace('_', '-')}": (
+            ["compare", "-c", f"compare/search_{name}.yaml"],
+            f"compare/search_{name}.yaml: {'runs[0] (tiny lrr=0.1): ' if name == 'unknown_key' else ''}{expected}",
+        )
+        for name, (_, expected) in SEARCHES.items()
+    },
+    "compare-storage-cannot-open": (
+        ["compare", "-c", "compare/search_ok.yaml", "--storage", "postgresql+psycopg2://arena:s3cret@127.0.0.1:1/db"],
+        "--storage postgresql+psycopg2://arena:***@127.0.0.1:1/db: Optuna cannot open it (",
+    ),
+    "compare-storage-not-a-url": (
+        ["compare", "-c", "compare/search_ok.yaml", "--storage", "studies.db"],
+        "--storage studies.db: Optuna cannot open it (",
+    ),
+    "compare-storage-without-search": (
+        ["compare", "-c", "compare/no_search.yaml", "--storage", "sqlite:///x.db"],
+        "--storage: this comparison has no search: to store",
+    ),
     # -- schedule ---------------------------------------------------------------------------------------------------
     "fit-long-config-option-without-model": (
         ["fit", "--config", "schedule_only.yaml"],

@@ -1,6 +1,6 @@
-"""`nlparena compare` with seeds, a baseline, a sweep, parallel jobs and submitit: seeds fan out and are recorded,
-the report's intervals and p-values are scipy's, the sweep picks by validation, `--jobs 2` reports what `--jobs 1`
-does, a killed trial leaves the others running."""
+"""`nlparena compare` with seeds, a baseline, a grid search, parallel jobs and submitit: seeds fan out and are
+recorded, the report's intervals and p-values are scipy's, a run's setting is picked by validation, `--jobs 2` reports
+what `--jobs 1` does, a killed trial leaves the others running."""
 
 import csv
 import json
@@ -109,32 +109,44 @@ def group(setting: str, val: list[float], test: list[float]) -> Group:
     return Group("rnn", setting, records, [RunEvents() for _ in val], rows)
 
 
-def test_the_sweep_selects_by_validation_never_by_test():
+def test_a_runs_setting_is_selected_by_validation_never_by_test():
     by_val = group("0.001", val=[0.9, 0.8], test=[0.1, 0.2])
     by_test = group("0.01", val=[0.5, 0.6], test=[0.99, 0.98])
     assert select_settings([by_test, by_val], "val/exact_match", "max")["rnn"] is by_val
     assert select_settings([by_test, by_val], "val/exact_match", "min")["rnn"] is by_test  # a loss: lower wins
 
 
-def test_a_sweep_runs_every_setting_and_reports_the_table(monkeypatch):
+def test_a_grid_search_tries_every_setting_and_the_seeds_train_the_best_by_validation(monkeypatch):
     config = {
         "name": "swept",
         "shared": {"args": SHARED},
-        "sweep": {"optimizer.init_args.lr": [0.001, 0.01]},
+        "search": {"sampler": "grid", "pruner": "none", "space": {"optimizer.init_args.lr": [0.001, 0.01]}},
+        "seeds": [0, 1],
         "runs": [RUNS[1]],
     }
     run_cli("compare", "-c", write_config("swept.yaml", config))
     logs = Path("logs/compare/swept")
+    search = read_rows(logs / "search.csv")
+    assert sorted(row["optimizer.init_args.lr"] for row in search) == ["0.001", "0.01"]
+    chosen = max(search, key=lambda row: float(row["value"]))  # exact match: higher is better
     rows = read_rows(logs / "results.csv")
-    assert [row["setting"] for row in rows] == ["lr=0.001", "lr=0.01"]
+    setting = f"lr={chosen['optimizer.init_args.lr']}"
+    assert [(row["setting"], row["seed"]) for row in rows] == [(setting, "0"), (setting, "1")]
     for row in rows:
         marker = json.loads((Path(row["log_dir"]) / "compare.json").read_text())
-        assert f"--optimizer.init_args.lr={row['setting'].removeprefix('lr=')}" in marker["settings"]["args"]
-    sweep = read_rows(logs / "sweep.csv")
-    chosen = max(sweep, key=lambda row: float(row["mean"]))  # exact match: higher is better
-    assert [row["selected"] for row in sweep] == [str(row is chosen) for row in sweep]
-    assert read_rows(logs / "summary.csv")[0]["setting"] == chosen["setting"]
-    assert "## Sweep" in (logs / "report.md").read_text()
+        assert f"--optimizer.init_args.lr={chosen['optimizer.init_args.lr']}" in marker["settings"]["args"]
+    assert read_rows(logs / "summary.csv")[0]["setting"] == setting
+    assert "## Search" in (logs / "report.md").read_text()
+
+
+def test_a_sweep_is_refused_with_how_to_write_it_as_a_search(capsys):
+    config = {"shared": {"args": SHARED}, "sweep": {"optimizer.init_args.lr": [0.001, 0.01]}, "runs": [RUNS[1]]}
+    with pytest.raises(SystemExit) as exit_:
+        run_cli("compare", "-c", write_config("old.yaml", config))
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("nlparena: error: old.yaml: sweep: replaced by search:; write the grid as `search: {sampler")
+    assert not Path("logs").exists()
 
 
 def test_two_jobs_report_the_metrics_of_one_job(monkeypatch):

@@ -310,8 +310,13 @@ def compare(args: list[str]) -> Path:
     if comparison.search and any(seed >= SEARCH_SEEDS for seed in seeds or ()):
         given = " ".join(map(str, seeds or ()))
         raise ConfigError(f"--seeds {given}: seeds from {SEARCH_SEEDS} on are the search trials' own")
+    if opts.storage is not None and not comparison.search:
+        raise ConfigError(f"--storage: this comparison has no search: to store ({opts.config} has no `search:` key)")
     if comparison.search:
         from nlparena.compare import search_runner  # imports Optuna: only for a comparison that searches
+
+        if opts.storage is not None:
+            search_runner.open_storage(opts.storage)  # one line now if it cannot be opened, before anything runs
     if opts.report_only:
         studies = search_runner.existing_studies(comparison, opts.storage) if comparison.search else {}
         comparison.chosen.update({name: best for name, study in studies.items() if (best := study.best())})
