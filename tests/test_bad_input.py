@@ -82,6 +82,10 @@ SEARCHES = {
         search_of({LR: {"low": 0.001, "high": 0.1}}, sampler="grid"),
         f"search.space.{LR}: a range, but the grid sampler takes lists of values only",
     ),
+    "grid_smaller_than_trials": (
+        search_of({LR: [0.1, 0.01]}, sampler="grid", trials=3),
+        "search.trials=3: more than the 2 points of tiny's grid",
+    ),
     "sweep": (None, "sweep: replaced by search:; write the grid as `search: {sampler: grid, space: {KEY: [VALUE"),
 }
 SHARED = {"args": ["--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1"]}

@@ -152,13 +152,16 @@ class Search:
                     f"search.space.{key}: a range, but the grid sampler takes lists of values only; "
                     "list the values, or use sampler: tpe or random"
                 )
+        points = len(list(itertools.product(*(dim.values for _, dim in space if isinstance(dim, Choice)))))
+        if self.sampler == "grid" and self.trials is not None and self.trials > points:
+            raise ConfigError(f"search.trials={self.trials}: more than the {points} points of {run}'s grid")
         return space
 
     def budget(self, space: Space) -> int:
         """Trials of a run: `trials`, or for a grid without it, the number of points of the grid."""
         if self.trials is not None:
             return self.trials
-        return len(list(itertools.product(*(dim.values for _, dim in space if isinstance(dim, Choice)))))
+        return len(list(itertools.product(*(dim.values for _, dim in space if isinstance(dim, Choice)))))  # a grid
 
     def probes(self, space: Space) -> list[tuple[tuple[str, Any], ...]]:
         """Settings to build each run with before anything runs: every key at each end of its range and at each of

@@ -178,7 +178,7 @@ def ended_line(state: TrialState, reason: str, values: list[float], study: RunSt
     pick = max if study.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
     if state == TrialState.PRUNED:
         last = f", last {values[-1]:.3f}" if values else ""
-        return f"pruned after {len(values)} validations{last} ({seconds:.0f} s)"
+        return f"pruned after {len(values)} validation{'s' if len(values) != 1 else ''}{last} ({seconds:.0f} s)"
     return f"finished in {seconds:.0f} s, best {pick(values):.3f}" if values else f"finished in {seconds:.0f} s"
 
 
