@@ -101,6 +101,7 @@ class RunStudy:
         self.distributions = {key: distribution(dim) for key, dim in space}
         self.values: dict[int, list[float]] = {}  # trial number -> the validation values it reported
         self.alive_at: dict[int, float] = {}
+        self.seen_at: dict[int, float] = {}  # trial number -> when this process first saw it running (fail_lost)
         self.failures = 0  # trials of this process that failed: a run whose every trial fails stops
 
     @classmethod
@@ -180,7 +181,9 @@ class RunStudy:
             attrs = trial.user_attrs
             mine = attrs.get("host") == HOST and attrs.get("pid") == os.getpid()
             dead = attrs.get("host") == HOST and not process_alive(int(attrs.get("pid", 0)))
-            silent = time.time() - float(attrs.get("alive_at", 0.0)) > STALE_SECONDS
+            # a trial another process has just asked has no marks yet: silent only if it stays unmarked that long
+            seen_at = self.seen_at.setdefault(trial.number, time.time())
+            silent = time.time() - float(attrs.get("alive_at", seen_at)) > STALE_SECONDS
             if not mine and (dead or silent):
                 self.study.tell(trial.number, state=TrialState.FAIL)
 
