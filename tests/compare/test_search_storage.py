@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 from optuna.trial import TrialState
 
 from nlparena.compare import search
-from nlparena.compare.search import STALE_SECONDS, RunStudy
+from nlparena.compare.search import HOST, STALE_SECONDS, RunStudy
 from nlparena.compare.search_config import Search, SearchEntry
 
 RUN = "a"  # the comparison's one run: its study is `NAME/a`
@@ -35,3 +36,17 @@ def test_a_trial_another_compare_process_has_just_asked_is_not_taken_as_lost(tmp
     monkeypatch.setattr(search.time, "time", lambda: now + STALE_SECONDS + 1)
     ours.fail_lost()
     assert [trial.state for trial in ours.study.get_trials()] == [TrialState.FAIL]
+
+
+def test_a_lost_trial_that_another_compare_process_failed_first_is_not_an_error(tmp_path, monkeypatch):
+    ours, theirs = two_processes(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a compare process of this machine that has died
+    lost = ours.study.ask()
+    lost.set_user_attr("host", HOST)
+    lost.set_user_attr("pid", gone.pid)
+    seen = theirs.trials((TrialState.RUNNING,))  # both see it lost at the same moment ...
+    ours.fail_lost()  # ... one tells it failed first
+    monkeypatch.setattr(theirs, "trials", lambda states: seen)
+    theirs.fail_lost()
+    assert [trial.state for trial in theirs.study.get_trials()] == [TrialState.FAIL]

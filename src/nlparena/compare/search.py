@@ -184,8 +184,8 @@ class RunStudy:
             # a trial another process has just asked has no marks yet: silent only if it stays unmarked that long
             seen_at = self.seen_at.setdefault(trial.number, time.time())
             silent = time.time() - float(attrs.get("alive_at", seen_at)) > STALE_SECONDS
-            if not mine and (dead or silent):
-                self.study.tell(trial.number, state=TrialState.FAIL)
+            if not mine and (dead or silent):  # another compare process may have told it failed meanwhile
+                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def trials_in(self, state: str) -> list[optuna.trial.FrozenTrial]:
         """The trials in state `state` ("COMPLETE", "PRUNED", ...)."""
