@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -33,6 +34,7 @@ from nlparena.errors import ConfigError
 STALE_SECONDS = 600.0  # a running trial whose compare process gave no sign of life for this long is taken as lost
 ALIVE_SECONDS = 30.0  # how often a compare process marks its running trials alive
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts
+OPEN_ATTEMPTS = 3  # opening a new database that other compare processes are setting up at the same moment
 HOST = socket.gethostname()
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial: the compare process prints its own
@@ -72,10 +74,21 @@ def hidden_password(url: str) -> str:
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's storage at `url`; one ConfigError line naming the URL (its password hidden) if it cannot be opened."""
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        return _rdb_storage(url)
     except Exception as err:  # a bad URL, a missing driver, a server that refuses: all the user's to fix
         cause = str(err).replace(url, hidden_password(url)).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"--storage {hidden_password(url)}: Optuna cannot open it ({cause})") from None
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    for _ in range(OPEN_ATTEMPTS - 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except sqlalchemy.exc.IntegrityError:
+            # compare processes started together on a new database: PostgreSQL refuses the second of two concurrent
+            # CREATE TABLEs (and Optuna's version row) of the same name; opening it again finds the first's
+            continue
+    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
