@@ -102,11 +102,20 @@ def postgres_url() -> Iterator[str]:
 # -- a study's bookkeeping, two compare processes as two RunStudy objects on one storage -----------------------------
 
 
-def two_processes(tmp_path: Path) -> tuple[RunStudy, RunStudy]:
+def two_processes(tmp_path: Path, shared: bool = False) -> tuple[RunStudy, RunStudy]:
     searching = Search.of(SearchEntry(space=LR, trials=4))
     url = f"sqlite:///{tmp_path / 'search.db'}"
     space = searching.space_of((), RUN)
-    return tuple(RunStudy.open(url, "s/a", "max", searching, space) for _ in range(2))
+    return tuple(RunStudy.open(url, "s/a", "max", searching, space, shared) for _ in range(2))
+
+
+def test_compare_processes_sharing_a_study_do_not_sample_the_same_settings(tmp_path):
+    ours, theirs = two_processes(tmp_path, shared=True)
+    assert ours.next().trial.params != theirs.next().trial.params
+    # a study of one process (the default storage): the sampler's seed makes its settings the same every time
+    (tmp_path / "again").mkdir()
+    first, second = (study.next().trial.params for study in two_processes(tmp_path / "again"))
+    assert first == second
 
 
 def test_a_trial_another_compare_process_has_just_asked_is_not_taken_as_lost(tmp_path, monkeypatch):

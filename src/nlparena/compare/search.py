@@ -48,14 +48,17 @@ def distribution(dim: Range | Choice) -> BaseDistribution:
     return FloatDistribution(float(dim.low), float(dim.high), log=dim.log)
 
 
-def sampler_of(search: Search, space: Space) -> optuna.samplers.BaseSampler:
+def sampler_of(search: Search, space: Space, shared: bool = False) -> optuna.samplers.BaseSampler:
+    """The search's sampler; `shared`: the study is in a database other compare processes may use too, where each
+    process draws from a seed of its own (with one seed, every process would sample the same settings)."""
+    seed = None if shared else search.seed
     if search.sampler == "grid":
         grid = {key: list(dim.values) for key, dim in space if isinstance(dim, Choice)}
-        return optuna.samplers.GridSampler(grid, seed=search.seed)
+        return optuna.samplers.GridSampler(grid, seed=seed)
     if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     # a third of the budget sampled at random first (Optuna's default is 10, the whole of a small budget)
-    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=max(2, min(10, (search.trials or 0) // 3)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, (search.trials or 0) // 3)))
 
 
 def pruner_of(search: Search) -> optuna.pruners.BasePruner:
@@ -118,13 +121,16 @@ class RunStudy:
         self.failures = 0  # trials of this process that failed: a run whose every trial fails stops
 
     @classmethod
-    def open(cls, storage: Any, name: str, direction: str, search: Search, space: Space) -> RunStudy:
-        """The study `name` in `storage`, made or continued; `direction`: the headline metric's "max" or "min"."""
+    def open(
+        cls, storage: Any, name: str, direction: str, search: Search, space: Space, shared: bool = False
+    ) -> RunStudy:
+        """The study `name` in `storage`, made or continued; `direction`: the headline metric's "max" or "min";
+        `shared`: see `sampler_of`."""
         study = optuna.create_study(
             storage=storage,
             study_name=name,
             direction="maximize" if direction == "max" else "minimize",
-            sampler=sampler_of(search, space),
+            sampler=sampler_of(search, space, shared),
             pruner=pruner_of(search),
             load_if_exists=True,
         )
