@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -33,6 +34,7 @@ from nlparena.errors import ConfigError
 STALE_SECONDS = 600.0  # a running trial whose compare process gave no sign of life for this long is taken as lost
 ALIVE_SECONDS = 30.0  # how often a compare process marks its running trials alive
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts
+OPEN_ATTEMPTS = 3  # opening a new database that other compare processes are setting up at the same moment
 HOST = socket.gethostname()
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial: the compare process prints its own
@@ -54,14 +56,17 @@ class AskedGridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def sampler_of(search: Search, space: Space) -> optuna.samplers.BaseSampler:
+def sampler_of(search: Search, space: Space, shared: bool = False) -> optuna.samplers.BaseSampler:
+    """The search's sampler; `shared`: the study is in a database other compare processes may use too, where each
+    process draws from a seed of its own (with one seed, every process would sample the same settings)."""
+    seed = None if shared else search.seed
     if search.sampler == "grid":
         grid = {key: list(dim.values) for key, dim in space if isinstance(dim, Choice)}
-        return AskedGridSampler(grid, seed=search.seed)
+        return AskedGridSampler(grid, seed=seed)
     if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     # a third of the budget sampled at random first (Optuna's default is 10, the whole of a small budget)
-    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=max(2, min(10, (search.trials or 0) // 3)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, (search.trials or 0) // 3)))
 
 
 def pruner_of(search: Search) -> optuna.pruners.BasePruner:
@@ -80,10 +85,21 @@ def hidden_password(url: str) -> str:
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's storage at `url`; one ConfigError line naming the URL (its password hidden) if it cannot be opened."""
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        return _rdb_storage(url)
     except Exception as err:  # a bad URL, a missing driver, a server that refuses: all the user's to fix
         cause = str(err).replace(url, hidden_password(url)).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"--storage {hidden_password(url)}: Optuna cannot open it ({cause})") from None
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    for _ in range(OPEN_ATTEMPTS - 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        except sqlalchemy.exc.IntegrityError:
+            # compare processes started together on a new database: PostgreSQL refuses the second of two concurrent
+            # CREATE TABLEs (and Optuna's version row) of the same name; opening it again finds the first's
+            continue
+    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -109,16 +125,20 @@ class RunStudy:
         self.distributions = {key: distribution(dim) for key, dim in space}
         self.values: dict[int, list[float]] = {}  # trial number -> the validation values it reported
         self.alive_at: dict[int, float] = {}
+        self.seen_at: dict[int, float] = {}  # trial number -> when this process first saw it running (fail_lost)
         self.failures = 0  # trials of this process that failed: a run whose every trial fails stops
 
     @classmethod
-    def open(cls, storage: Any, name: str, direction: str, search: Search, space: Space) -> RunStudy:
-        """The study `name` in `storage`, made or continued; `direction`: the headline metric's "max" or "min"."""
+    def open(
+        cls, storage: Any, name: str, direction: str, search: Search, space: Space, shared: bool = False
+    ) -> RunStudy:
+        """The study `name` in `storage`, made or continued; `direction`: the headline metric's "max" or "min";
+        `shared`: see `sampler_of`."""
         study = optuna.create_study(
             storage=storage,
             study_name=name,
             direction="maximize" if direction == "max" else "minimize",
-            sampler=sampler_of(search, space),
+            sampler=sampler_of(search, space, shared),
             pruner=pruner_of(search),
             load_if_exists=True,
         )
@@ -188,9 +208,11 @@ class RunStudy:
             attrs = trial.user_attrs
             mine = attrs.get("host") == HOST and attrs.get("pid") == os.getpid()
             dead = attrs.get("host") == HOST and not process_alive(int(attrs.get("pid", 0)))
-            silent = time.time() - float(attrs.get("alive_at", 0.0)) > STALE_SECONDS
-            if not mine and (dead or silent):
-                self.study.tell(trial.number, state=TrialState.FAIL)
+            # a trial another process has just asked has no marks yet: silent only if it stays unmarked that long
+            seen_at = self.seen_at.setdefault(trial.number, time.time())
+            silent = time.time() - float(attrs.get("alive_at", seen_at)) > STALE_SECONDS
+            if not mine and (dead or silent):  # another compare process may have told it failed meanwhile
+                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def trials_in(self, state: str) -> list[optuna.trial.FrozenTrial]:
         """The trials in state `state` ("COMPLETE", "PRUNED", ...)."""

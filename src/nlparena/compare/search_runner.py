@@ -33,13 +33,14 @@ def default_storage(comparison: Comparison) -> str:
     return f"sqlite:///{comparison.log_dir / 'search.db'}"
 
 
-def open_studies(comparison: Comparison, url: str, modes: dict[str, str]) -> dict[str, RunStudy]:
-    """Each run's study (`COMPARISON/RUN`) in the storage at `url`, made or continued; `modes`: run -> "max"|"min"."""
+def open_studies(comparison: Comparison, url: str, modes: dict[str, str], shared: bool = False) -> dict[str, RunStudy]:
+    """Each run's study (`COMPARISON/RUN`) in the storage at `url`, made or continued; `modes`: run -> "max"|"min";
+    `shared`: a storage other compare processes may use too (see `search.sampler_of`)."""
     assert comparison.search is not None
     storage = open_storage(url)
     return {
         run.name: RunStudy.open(
-            storage, study_name(comparison, run), modes[run.name], comparison.search, comparison.space_of(run)
+            storage, study_name(comparison, run), modes[run.name], comparison.search, comparison.space_of(run), shared
         )
         for run in comparison.runs
     }
@@ -188,8 +189,9 @@ def search(
     """Run every run's search to its budget (continuing the studies in the storage), then fill `comparison.chosen`
     with each run's best setting by validation; SystemExit if a run has no finished trial. Returns the studies."""
     assert comparison.search is not None
+    shared = url is not None  # --storage: a database that compare processes on other machines may share
     url = url or default_storage(comparison)
-    studies = open_studies(comparison, url, {name: info["headline_mode"] for name, info in infos.items()})
+    studies = open_studies(comparison, url, {name: info["headline_mode"] for name, info in infos.items()}, shared)
     search = comparison.search
     print(
         f"search: {search.trials or 'a grid of'} trials per run (sampler {search.sampler}, pruner {search.pruner}); "
