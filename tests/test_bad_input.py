@@ -86,6 +86,7 @@ SEARCHES = {
         search_of({LR: [0.1, 0.01]}, sampler="grid", trials=3),
         "search.trials=3: more than the 2 points of tiny's grid",
     ),
+    "negative_prune_after": (search_of({LR: [0.1]}, prune_after=-1), "search.prune_after=-1: must be a whole number"),
     "sweep": (None, "sweep: replaced by search:; write the grid as `search: {sampler: grid, space: {KEY: [VALUE"),
 }
 SHARED = {"args": ["--data=Copy", *TINY_DATA, *QUIET, "--trainer.max_epochs=1"]}

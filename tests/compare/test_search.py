@@ -77,9 +77,11 @@ def test_the_random_and_grid_samplers_run_the_same_search(sampler, space, trials
     assert "## Search" in Path(f"logs/compare/{sampler}/report.md").read_text()
 
 
-def test_a_trial_far_below_the_others_at_its_first_report_is_pruned_and_counts_against_the_budget():
+@pytest.mark.parametrize("prune_after", [0, 1])
+def test_a_trial_far_below_the_others_at_its_first_report_is_pruned_and_counts_against_the_budget(prune_after):
     space = {LR: {"low": 1e-6, "high": 1.0, "log": True}}
     search = {"trials": 10, "sampler": "random", "pruner": "median", "seed": 3, "space": space}
+    search |= {"prune_after": prune_after} if prune_after else {}  # the first `prune_after` reports are never pruned
     three_validations = [*SHARED, "--trainer.max_epochs=3"]
     run_cli("compare", "-c", comparison("pruned", search, three_validations))
     trials = study("pruned").get_trials()
@@ -88,10 +90,10 @@ def test_a_trial_far_below_the_others_at_its_first_report_is_pruned_and_counts_a
     assert pruned and states.count(optuna.trial.TrialState.COMPLETE) + len(pruned) == 10 == len(trials)
     for trial in pruned:  # stopped at its first report, below the median of the earlier finished trials' first
         earlier = [t.intermediate_values[0] for t in trials if t.number < trial.number and t.state.name == "COMPLETE"]
-        assert list(trial.intermediate_values) == [0]
+        assert list(trial.intermediate_values) == list(range(prune_after + 1))
         assert trial.intermediate_values[0] < sorted(earlier)[len(earlier) // 2]
         marker = json.loads(Path(trial.user_attrs["log_dir"], "compare.json").read_text())
-        assert marker["status"] == "pruned" and len(marker["search_values"]) == 1
+        assert marker["status"] == "pruned" and len(marker["search_values"]) == prune_after + 1
     for trial in trials:
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert len(trial.intermediate_values) == 3

@@ -15,6 +15,7 @@ samples another in its place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -25,6 +26,7 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from nlparena.compare.search_channel import process_alive
@@ -70,10 +72,14 @@ def sampler_of(search: Search, space: Space, shared: bool = False) -> optuna.sam
 
 
 def pruner_of(search: Search) -> optuna.pruners.BasePruner:
+    """The search's pruner; no trial is stopped before its `prune_after`-th validation has been reported (an early
+    exact match of 0 says little: warmup and low learning rates start there)."""
     if search.pruner == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=search.prune_after + 1 if search.prune_after else "auto"
+        )
     if search.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=search.prune_after)
     return optuna.pruners.NopPruner()
 
 
@@ -187,20 +193,23 @@ class RunStudy:
 
     def mark_alive(self, trial: optuna.Trial) -> None:
         if time.time() - self.alive_at.get(trial.number, 0.0) >= ALIVE_SECONDS:
-            trial.set_user_attr("alive_at", time.time())
             self.alive_at[trial.number] = time.time()
+            with contextlib.suppress(UpdateFinishedTrialError):  # another process took it as lost: it ends unrecorded
+                trial.set_user_attr("alive_at", time.time())
 
     def finish(self, trial: optuna.Trial, state: TrialState, reason: str = "") -> None:
         """Tell the study how `trial` ended: finished (its best validation value), pruned, or failed."""
         values = self.values.pop(trial.number, [])
         if state == TrialState.COMPLETE and not values:
             state, reason = TrialState.FAIL, reason or "no validation value reported"
-        if reason:
-            trial.set_user_attr("error", reason[:300])
         if state == TrialState.FAIL:
             self.failures += 1
         best = (max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min)(values, default=None)
-        self.study.tell(trial, best if state == TrialState.COMPLETE else None, state=state)
+        # a trial another process took as lost (silent for STALE_SECONDS) is failed already: its result is dropped
+        with contextlib.suppress(UpdateFinishedTrialError):
+            if reason:
+                trial.set_user_attr("error", reason[:300])
+            self.study.tell(trial, best if state == TrialState.COMPLETE else None, state=state, skip_if_finished=True)
 
     def fail_lost(self) -> None:
         """Tell failed the running trials whose compare process is gone: dead on this machine, or silent too long."""

@@ -104,6 +104,7 @@ class SearchEntry:
     pruner: str = "asha"
     seed: int = 0  # the sampler's seed, not a training seed
     args: list[str] = field(default_factory=list)  # given to search trials only (fewer epochs, say)
+    prune_after: int = 0  # validations every trial gets before the pruner may stop it
 
     def __post_init__(self) -> None:
         check_space(self.space, "search.space")
@@ -117,6 +118,8 @@ class SearchEntry:
             raise ConfigError(f"search.trials: the number of trials of each run is needed with sampler {self.sampler}")
         if self.seed < 0:
             raise ConfigError(f"search.seed={self.seed!r}: must be a whole number >= 0")
+        if self.prune_after < 0:
+            raise ConfigError(f"search.prune_after={self.prune_after!r}: must be a whole number >= 0 (validations)")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class Search:
     pruner: str
     seed: int
     args: tuple[str, ...]
+    prune_after: int = 0
 
     @classmethod
     def of(cls, entry: SearchEntry) -> Search:
@@ -139,6 +143,7 @@ class Search:
             entry.pruner,
             entry.seed,
             tuple(entry.args),
+            entry.prune_after,
         )
 
     def space_of(self, own: Space, run: str) -> Space:

@@ -103,12 +103,15 @@ def search_section(
         )
         figures.append(history_figure(name, study, folder))
     extra = f" and the search's own args {' '.join(f'`{a}`' for a in search.args)}" if search.args else ""
+    if search.prune_after and search.pruner != "none":
+        extra += f", never pruned before it had {search.prune_after} validations"
     lines = [
         "",
         "## Search",
         "",
         f"Every run had the same budget: {search.trials or 'the grid'} trials (sampler `{search.sampler}`, pruner "
-        f"`{search.pruner}`, sampler seed {search.seed}), each a fit with a sampled setting{extra}, judged by its "
+        f"`{search.pruner}`, sampler seed {search.seed}, or one per process for a study shared through `--storage`), "
+        f"each a fit with a sampled setting{extra}, judged by its "
         f"best `{metric}` on validation only; the trials trained with seeds of their own, never the comparison's. "
         "Each run's best setting then trained with the comparison's seeds, whose test results are above. Every "
         "trial is in `search.csv`.",
