@@ -278,8 +278,7 @@ def logged_records(comparison: Comparison, trials: list[Trial]) -> list[Record]:
     return records
 
 
-def compare(args: list[str]) -> Path:
-    """`nlparena compare`: check the config and every run, run what is not finished, write the report."""
+def _parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
         prog="nlparena compare",
         description="Run the configs of a comparison (each like `nlparena fit` then `test`, in its own process, "
@@ -298,6 +297,25 @@ def compare(args: list[str]) -> Path:
         help="Optuna storage of the search's studies (default: sqlite:///logs/compare/NAME/search.db); a PostgreSQL "
         "or MySQL URL lets compare processes on several machines share one study",
     )
+    return parser
+
+
+def _check_search_options(comparison: Comparison, seeds: tuple[int, ...] | None, storage: str | None) -> None:
+    """Seeds the search trials never use, and a `--storage` only for a search, that Optuna can open."""
+    if comparison.search and any(seed >= SEARCH_SEEDS for seed in seeds or ()):
+        given = " ".join(map(str, seeds or ()))
+        raise ConfigError(f"--seeds {given}: seeds from {SEARCH_SEEDS} on are the search trials' own")
+    if storage is not None and not comparison.search:
+        raise ConfigError(f"--storage: this comparison has no search: to store ({comparison.source} has no `search:`)")
+    if storage is not None:
+        from nlparena.compare.search_runner import open_storage  # imports Optuna: only for a comparison that searches
+
+        open_storage(storage)  # one line now if it cannot be opened, before anything runs
+
+
+def compare(args: list[str]) -> Path:
+    """`nlparena compare`: check the config and every run, run what is not finished, write the report."""
+    parser = _parser()
     opts = parser.parse_args(args)
     if opts.force and opts.report_only:
         raise ConfigError("--force and --report-only: choose one (--report-only runs nothing)")
@@ -307,16 +325,9 @@ def compare(args: list[str]) -> Path:
     check_executor(opts.executor)
     comparison = load_comparison(opts.config)
     before = comparison.pretraining_trials(seeds)
-    if comparison.search and any(seed >= SEARCH_SEEDS for seed in seeds or ()):
-        given = " ".join(map(str, seeds or ()))
-        raise ConfigError(f"--seeds {given}: seeds from {SEARCH_SEEDS} on are the search trials' own")
-    if opts.storage is not None and not comparison.search:
-        raise ConfigError(f"--storage: this comparison has no search: to store ({opts.config} has no `search:` key)")
+    _check_search_options(comparison, seeds, opts.storage)
     if comparison.search:
         from nlparena.compare import search_runner  # imports Optuna: only for a comparison that searches
-
-        if opts.storage is not None:
-            search_runner.open_storage(opts.storage)  # one line now if it cannot be opened, before anything runs
     if opts.report_only:
         studies = search_runner.existing_studies(comparison, opts.storage) if comparison.search else {}
         comparison.chosen.update({name: best for name, study in studies.items() if (best := study.best())})
