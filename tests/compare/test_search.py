@@ -136,3 +136,13 @@ def test_the_setting_with_the_best_test_score_but_a_worse_validation_score_is_no
     for trial in Path("logs/compare/by_val/a/search").glob("trial_*/version_0"):  # a search trial is never tested
         assert json.loads((trial / "compare.json").read_text())["tested_checkpoint"] is None
         assert not [tag for tag in read_events(trial).scalars if tag.startswith("test/")]
+
+
+def test_runs_with_spaces_of_their_own_share_one_search_csv_with_a_column_per_key():
+    search = {"sampler": "grid", "pruner": "none", "space": {LR: [1e-3]}}
+    runs = [{"name": "a"}, {"name": "b", "search": {"space": {"model.transformer.dropout": [0.0, 0.1]}}}]
+    run_cli("compare", "-c", comparison("two_spaces", search, runs=runs))
+    rows = read_rows(Path("logs/compare/two_spaces/search.csv"))
+    dropouts = sorted((row["run"], row["model.transformer.dropout"]) for row in rows)
+    assert dropouts == [("a", ""), ("b", "0.0"), ("b", "0.1")]
+    assert {row[LR] for row in rows} == {"0.001"}

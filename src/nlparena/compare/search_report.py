@@ -86,6 +86,8 @@ def search_section(
     search = comparison.search
     assert search is not None
     rows = [row for name, study in studies.items() for row in trial_rows(name, study)]
+    keys = list(dict.fromkeys(key for study in studies.values() for key, _ in study.space))  # every run's keys
+    rows = [{**{key: row.get(key) for key in ("run", "trial", "state", "value", *keys)}, **row} for row in rows]
     metric = tables.metric
     body, figures = [], []
     for name, study in studies.items():
