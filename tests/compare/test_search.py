@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib
 import optuna
 import pytest
 import yaml
@@ -75,6 +76,7 @@ def test_the_random_and_grid_samplers_run_the_same_search(sampler, space, trials
     best = max(rows, key=lambda row: float(row["value"]))
     assert chosen_lr(sampler) == float(best[LR])
     assert "## Search" in Path(f"logs/compare/{sampler}/report.md").read_text()
+    assert matplotlib.rcParams["axes.facecolor"] == "white"  # Optuna's figure style stayed in its own figure
 
 
 @pytest.mark.parametrize("prune_after", [0, 1])

@@ -57,21 +57,23 @@ def importance(study: Any) -> str:
 
 def history_figure(name: str, study: Any, folder: Path) -> Path | None:
     """Optuna's optimisation history of the run's study (each finished trial's value, the best so far)."""
+    import matplotlib
     import matplotlib.pyplot as plt
     from optuna.visualization.matplotlib import plot_optimization_history
 
     if not study.trials_in("COMPLETE"):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna's matplotlib figures are marked experimental
-        axes = plot_optimization_history(study.study)
-    axes.set_title(f"{name}: search history")
     path = folder / "figures" / f"search_{name.replace('/', '_')}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    axes.figure.set_size_inches(6, 4)
-    axes.figure.tight_layout()
-    axes.figure.savefig(path, dpi=120)
-    plt.close(axes.figure)
+    # Optuna sets its own style (plt.style.use): kept to this figure, not the report's others drawn after it
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        warnings.simplefilter("ignore")  # Optuna's matplotlib figures are marked experimental
+        axes = plot_optimization_history(study.study)
+        axes.set_title(f"{name}: search history")
+        axes.figure.set_size_inches(7, 4)
+        axes.figure.tight_layout()
+        axes.figure.savefig(path, dpi=120)
+        plt.close(axes.figure)
     return path
 
 
