@@ -53,7 +53,7 @@ METRICS = {
 }
 OTHERS = {
     "run": "the run's name in the compare config",
-    "setting": "the values of the swept keys",
+    "setting": "the values its search chose (by validation), which every seed trained with",
     "seeds": "trials (seeds) that finished, which the row is over",
     "seed": "`--seed_everything`: the weights' initialisation and dropout (the data has its own seed: every seed "
     "trains and tests on the same examples)",

@@ -49,8 +49,9 @@ def group_trials(records: list[Record], events: list[RunEvents], rows: list[dict
 
 
 def select_settings(groups: list[Group], metric: str, mode: str) -> dict[str, Group]:
-    """Each run's setting with the best mean (over seeds) of its best validation headline metric: the sweep picks
-    by validation, never by test. A run whose settings have no value keeps its first."""
+    """Each run's setting with the best mean (over seeds) of its best validation headline metric: by validation,
+    never by test (a run's trials share one setting, the one its search chose). A run whose settings have no value
+    keeps its first."""
     column = f"best_{column_name(metric)}"
     chosen: dict[str, Group] = {}
     for group in groups:

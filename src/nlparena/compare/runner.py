@@ -1,6 +1,7 @@
 """`nlparena compare -c configs/compare/NAME.yaml [--seeds S ...] [--jobs N] [--executor E] [--force]
-[--report-only]`: run a set of configs on the same data, each with every seed (and every setting of its sweep), each
-in its own process, and turn their event files and test outputs into a report.
+[--report-only] [--storage URL]`: run a set of configs on the same data (each tuned first by its `search:`, if the
+config has one: `search_runner`), each with every seed, each in its own process, and turn their event files and test
+outputs into a report.
 
 Trials log under `logs/compare/NAME/<run>[/<setting>][/seed_S]/version_N/` (one TensorBoard parent folder). A trial
 whose newest attempt with the same settings finished (`compare.json` in its version folder) is skipped, so a crash
