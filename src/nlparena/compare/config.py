@@ -181,6 +181,12 @@ class Comparison:
         return [Trial(run, seed, self.chosen.get(run.name, ())) for run in self.runs for seed in (seeds or self.seeds)]
 
 
+def next_version(trial_dir: Path) -> int:
+    """One past the highest `version_N` (with or without a marker), as TensorBoardLogger would pick."""
+    numbers = [int(p.name[8:]) for p in trial_dir.glob("version_*") if p.name[8:].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
 @dataclass
 class Record:
     """One attempt at a trial, as its `compare.json` says (or as the comparison saw it, for one never started)."""

@@ -33,6 +33,7 @@ from nlparena.compare.config import (
     Trial,
     load_comparison,
     logger_args,
+    next_version,
     run_settings,
     seed_of,
 )
@@ -139,12 +140,6 @@ def newest(records: list[Record], settings: dict[str, Any]) -> Record | None:
     if not records:
         return None
     return max(records, key=lambda r: (r.data.get("settings") == settings, r.status == "finished", r.version))
-
-
-def next_version(trial_dir: Path) -> int:
-    """One past the highest `version_N` (with or without a marker), as TensorBoardLogger would pick."""
-    numbers = [int(p.name[8:]) for p in trial_dir.glob("version_*") if p.name[8:].isdigit()]
-    return max(numbers, default=-1) + 1
 
 
 def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, str], outcome: Outcome) -> Record:

@@ -158,6 +158,11 @@ class RunStudy:
         except KeyError:
             return None
 
+    @property
+    def better(self) -> Any:
+        """`max` or `min`: what picks the best of the headline metric's values in the study's direction."""
+        return max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+
     def trials(self, states: tuple[TrialState, ...]) -> list[optuna.trial.FrozenTrial]:
         return [t for t in self.study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("unused")]
 
@@ -204,7 +209,7 @@ class RunStudy:
             state, reason = TrialState.FAIL, reason or "no validation value reported"
         if state == TrialState.FAIL:
             self.failures += 1
-        best = (max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min)(values, default=None)
+        best = self.better(values, default=None)
         # a trial another process took as lost (silent for STALE_SECONDS) is failed already: its result is dropped
         with contextlib.suppress(UpdateFinishedTrialError):
             if reason:
@@ -229,15 +234,12 @@ class RunStudy:
 
     def best_value(self) -> float | None:
         """The best validation value of a finished trial, None if none finished."""
-        values = [t.value for t in self.trials((TrialState.COMPLETE,)) if t.value is not None]
-        pick = max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-        return pick(values, default=None)
+        return self.better((t.value for t in self.trials((TrialState.COMPLETE,)) if t.value is not None), default=None)
 
     def best(self) -> tuple[tuple[str, Any], ...] | None:
         """The setting of the best finished trial by validation (its params in the space's order), None if none."""
         finished = self.trials((TrialState.COMPLETE,))
         if not finished:
             return None
-        pick = max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-        best = pick(finished, key=lambda t: t.value)  # the first of equals
+        best = self.better(finished, key=lambda t: t.value)  # the first of equals
         return tuple((key, best.params[key]) for key, _ in self.space if key in best.params)

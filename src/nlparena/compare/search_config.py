@@ -5,7 +5,7 @@ the key."""
 
 from __future__ import annotations
 
-import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,11 @@ class Choice:
 
 Dimension = Range | Choice
 Space = tuple[tuple[str, Dimension], ...]  # config key (without `--`) -> its dimension, in the config's order
+
+
+def grid_points(space: Space) -> int:
+    """How many settings the lists of `space` make together (a grid's size)."""
+    return math.prod(len(dim.values) for _, dim in space if isinstance(dim, Choice))
 
 
 def _number(value: Any, where: str) -> float:
@@ -157,7 +162,7 @@ class Search:
                     f"search.space.{key}: a range, but the grid sampler takes lists of values only; "
                     "list the values, or use sampler: tpe or random"
                 )
-        points = len(list(itertools.product(*(dim.values for _, dim in space if isinstance(dim, Choice)))))
+        points = grid_points(space)
         if self.sampler == "grid" and self.trials is not None and self.trials > points:
             raise ConfigError(f"search.trials={self.trials}: more than the {points} points of {run}'s grid")
         return space
@@ -166,7 +171,7 @@ class Search:
         """Trials of a run: `trials`, or for a grid without it, the number of points of the grid."""
         if self.trials is not None:
             return self.trials
-        return len(list(itertools.product(*(dim.values for _, dim in space if isinstance(dim, Choice)))))  # a grid
+        return grid_points(space)
 
     def probes(self, space: Space) -> list[tuple[tuple[str, Any], ...]]:
         """Settings to build each run with before anything runs: every key at each end of its range and at each of

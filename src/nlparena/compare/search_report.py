@@ -87,13 +87,14 @@ def search_section(
     """The report's lines of the search (a history figure per run written into `folder`) and search.csv's rows."""
     search = comparison.search
     assert search is not None
-    rows = [row for name, study in studies.items() for row in trial_rows(name, study)]
+    per_run = {name: trial_rows(name, study) for name, study in studies.items()}
+    rows = [row for run_rows in per_run.values() for row in run_rows]
     keys = list(dict.fromkeys(key for study in studies.values() for key, _ in study.space))  # every run's keys
     rows = [{**{key: row.get(key) for key in ("run", "trial", "state", "value", *keys)}, **row} for row in rows]
     metric = tables.metric
     body, figures = [], []
     for name, study in studies.items():
-        counts = {state: sum(row["state"] == state for row in trial_rows(name, study)) for state in STATES.values()}
+        counts = {state: sum(row["state"] == state for row in per_run[name]) for state in STATES.values()}
         best = study.best_value()
         body.append(
             [

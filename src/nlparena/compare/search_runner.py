@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from nlparena.compare.config import MARKER, Comparison, Run, Trial
+from nlparena.compare.config import MARKER, Comparison, Run, Trial, next_version
 from nlparena.compare.jobs import Launcher, worker_argv
 from nlparena.compare.local_jobs import Outcome
 from nlparena.compare.progress import Progress, failure_reason
@@ -60,11 +60,6 @@ def existing_studies(comparison: Comparison, url: str | None) -> dict[str, RunSt
 
 def study_name(comparison: Comparison, run: Run) -> str:
     return f"{comparison.name}/{run.name}"
-
-
-def next_version(folder: Path) -> int:
-    numbers = [int(p.name[8:]) for p in folder.glob("version_*") if p.name[8:].isdigit()]
-    return max(numbers, default=-1) + 1
 
 
 class Searcher:
@@ -176,11 +171,10 @@ def ended_line(state: TrialState, reason: str, values: list[float], study: RunSt
     """`finished in 12 s, best 0.912`, `pruned after 2 validations (last 0.120)`, or `failed: <why> (log: ...)`."""
     if state == TrialState.FAIL:
         return f"failed: {reason} (after {seconds:.0f} s; log: {log / 'trial.log'})"
-    pick = max if study.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
     if state == TrialState.PRUNED:
         last = f", last {values[-1]:.3f}" if values else ""
         return f"pruned after {len(values)} validation{'s' if len(values) != 1 else ''}{last} ({seconds:.0f} s)"
-    return f"finished in {seconds:.0f} s, best {pick(values):.3f}" if values else f"finished in {seconds:.0f} s"
+    return f"finished in {seconds:.0f} s, best {study.better(values):.3f}" if values else f"finished in {seconds:.0f} s"
 
 
 def search(
