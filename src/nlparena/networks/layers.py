@@ -16,7 +16,7 @@ from torch import nn
 
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, attention_positions
+from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, AttentionPositions, attention_positions
 
 
 def shift_right(tgt: torch.Tensor, bos_id: int = BOS) -> torch.Tensor:
@@ -207,10 +207,17 @@ class SelfAttention(MultiHeadAttention):
     (`positions.attention_positions`: ALiBi, RoPE; nothing for the absolute encodings, which the embeddings add)."""
 
     def __init__(
-        self, d_model: int, n_heads: int, dropout: float = 0.0, positions: str | None = None, causal: bool = False
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        positions: str | AttentionPositions | None = None,
+        causal: bool = False,
     ) -> None:
         super().__init__(d_model, n_heads, dropout)
-        self.positions = attention_positions(positions, n_heads, d_model // n_heads)
+        if not isinstance(positions, AttentionPositions):  # a stack may share one module across its layers
+            positions = attention_positions(positions, n_heads, d_model // n_heads)
+        self.positions = positions
         self.causal = causal
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
