@@ -45,6 +45,14 @@ TINY_MODELS = {
     "Transformer": TINY_MODEL,
     "Seq2Seq": ["--model=Seq2Seq", *TINY_RNN],
     "Seq2SeqAttention": ["--model=Seq2SeqAttention", *TINY_RNN],
+    "DecoderOnly": [
+        "--model=DecoderOnly",
+        f"--model.decoder.d_model={D_MODEL}",
+        f"--model.decoder.n_heads={HEADS}",
+        f"--model.decoder.d_ff={D_FF}",
+        "--model.decoder.num_layers=2",
+        "--model.decoder.attention=prefix",
+    ],
 }
 TINY_DATA = [
     "--data.train_lengths=[3, 10]",

@@ -25,6 +25,13 @@ TINY_BERT = [
 TINY_CLASSIFIERS = {
     "BertClassifier": ["--model=BertClassifier", *TINY_BERT],
     "RNNClassifier": ["--model=RNNClassifier", "--model.rnn.embed_dim=10", "--model.rnn.hidden_size=6"],
+    "DecoderOnlyClassifier": [
+        "--model=DecoderOnlyClassifier",
+        f"--model.decoder.d_model={D_MODEL}",
+        f"--model.decoder.n_heads={HEADS}",
+        f"--model.decoder.d_ff={D_FF}",
+        "--model.decoder.num_layers=2",
+    ],
 }
 TINY_SPLITS = ["--data.train_size=90", "--data.val_size=40", "--data.test_size=40", f"--data.batch_size={BATCH + 5}"]
 PRETRAIN = ["--model=BertPretraining", *TINY_BERT, "--data=Pretraining", *TINY_SPLITS, *QUIET]

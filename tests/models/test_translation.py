@@ -52,7 +52,7 @@ def test_fast_dev_run_trains_validates_and_tests_every_model_on_every_task(model
     assert (beam_logp >= greedy_logp - 1e-4).all(), (beam_logp, greedy_logp)
 
 
-@pytest.mark.parametrize("model", ["Transformer", "Seq2SeqAttention"])
+@pytest.mark.parametrize("model", ["Transformer", "Seq2SeqAttention", "DecoderOnly"])
 def test_attention_maps_reach_tensorboard_each_validation_and_png_files_at_test(model):
     args = (*TINY_MODELS[model], "--data=Reverse", *TINY_DATA, *QUIET)
     run_cli("fit", *args, "--trainer.max_epochs=2")

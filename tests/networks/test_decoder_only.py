@@ -7,7 +7,6 @@ from nlparena.data.vocab import EOS, NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.decoder_only import DecoderOnly, DecoderOnlyConfig
 from nlparena.networks.decoding import beam_search, greedy_decode, sequence_log_prob
-from nlparena.networks.layers import shift_right
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
 POSITIONS = ["sinusoidal", "learned", "alibi", "rope", "t5", "none"]
@@ -68,7 +67,7 @@ def test_source_positions_see_later_source_tokens_only_in_prefix_mode(positions)
     changed[:, -1] = (src[:, -1] - NUM_SPECIALS + 1) % (VOCAB - NUM_SPECIALS) + NUM_SPECIALS  # the last source token
     for attention, sees_later in (("causal", False), ("prefix", True)):
         net = network(positions=positions, attention=attention)
-        before, after = (net.states(net.encode(s), tgt_in)[:, : SRC_LEN - 1] for s in (src, changed))
+        before, after = (net.stack(net.encode(s), tgt_in)[:, : SRC_LEN - 1] for s in (src, changed))
         assert torch.allclose(before, after) is not sees_later, attention
 
 
@@ -134,7 +133,7 @@ def test_nope_causal_stack_tells_positions_apart_through_the_mask():
 
 
 def test_nope_without_a_causal_source_is_refused():
-    with pytest.raises(ConfigError, match="model.decoder.positions=none with model.decoder.attention=prefix"):
+    with pytest.raises(ConfigError, match=r"model\.decoder\.positions=none with model\.decoder\.attention=prefix"):
         DecoderOnlyConfig(positions="none", attention="prefix")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,8 @@ from nlparena.models.checkpoint_file import read_checkpoint
 from nlparena.models.hugging_face import is_hugging_face, read_hugging_face_bert
 from nlparena.models.metrics import RatioSums
 from nlparena.networks.bert import BertConfig, BertForClassification, Pooling
+from nlparena.networks.decoder_only import DecoderOnlyClassifier as DecoderOnlyClassifierNetwork
+from nlparena.networks.decoder_only import DecoderOnlyConfig
 from nlparena.networks.rnn import RNNConfig
 from nlparena.networks.rnn_classifier import RNNClassifier as RNNClassifierNetwork
 
@@ -246,3 +248,23 @@ class RNNClassifier(ClassificationModel):
         self.save_hyperparameters()
         config = network_config(RNNConfig, rnn)
         self.net = RNNClassifierNetwork(config, self.vocab_size, self.max_len, self.num_classes, self.pad_id)
+
+
+class DecoderOnlyClassifier(ClassificationModel):
+    """Decoder-only Transformer (causal, GPT-style) reading the text, classified from its last token's state or the
+    mean of its states; its sizes are `decoder.*`.
+
+    Args:
+        pooling: `last`: the last token's state, which has read every token before it; `mean`: the mean of every
+            token's state.
+    """
+
+    def __init__(
+        self, decoder: DecoderOnlyConfig = DecoderOnlyConfig(), pooling: Literal["last", "mean"] = "last", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        config = network_config(DecoderOnlyConfig, decoder)
+        self.net = DecoderOnlyClassifierNetwork(
+            config, self.vocab_size, self.max_len, self.num_classes, self.pad_id, pooling
+        )

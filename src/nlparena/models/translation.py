@@ -17,6 +17,8 @@ from nlparena.errors import ConfigError
 from nlparena.internals import logging_step
 from nlparena.models.base import ArenaModel, cut_positional_tables, network_config
 from nlparena.models.metrics import BucketedMean, RatioSums
+from nlparena.networks.decoder_only import DecoderOnly as DecoderOnlyNetwork
+from nlparena.networks.decoder_only import DecoderOnlyConfig
 from nlparena.networks.decoding import beam_search, greedy_decode
 from nlparena.networks.layers import shift_right
 from nlparena.networks.rnn import AttentionConfig, Seq2SeqConfig
@@ -88,6 +90,7 @@ class TranslationModel(ArenaModel):
 
     family = "translation"
     headline_metric = "val/exact_match"
+    sequences_per_position_table = 1  # a learned positional table holds this many times max_len rows
 
     def __init__(
         self,
@@ -247,10 +250,10 @@ class TranslationModel(ArenaModel):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fit a checkpoint's learned positional table to this run's data (sinusoidal tables are rebuilt)."""
         super().on_load_checkpoint(checkpoint)  # refuses non-finite weights
-        state = checkpoint["state_dict"]
-        short = cut_positional_tables(state, self.max_len)
+        state, per_length = checkpoint["state_dict"], self.sequences_per_position_table
+        short = cut_positional_tables(state, per_length * self.max_len)
         if short:
-            saved = state[short[0]].shape[0]
+            saved = state[short[0]].shape[0] // per_length
             raise ConfigError(
                 f"the checkpoint's learned positional table holds {saved} positions but the data needs "
                 f"{self.max_len}: shorten data.*_lengths to at most {saved - 1}, or train with longer ones"
@@ -265,6 +268,19 @@ class Transformer(TranslationModel):
         self.save_hyperparameters()
         config = network_config(TransformerConfig, transformer)
         self.net = TransformerNetwork(config, self.vocab_size, self.max_len, self.pad_id)
+
+
+class DecoderOnly(TranslationModel):
+    """Decoder-only Transformer over `source <BOS> target`, causal or a prefix LM, trained on the target tokens only;
+    its sizes are `decoder.*`."""
+
+    sequences_per_position_table = 2  # a source and a target
+
+    def __init__(self, decoder: DecoderOnlyConfig = DecoderOnlyConfig(), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+        config = network_config(DecoderOnlyConfig, decoder)
+        self.net = DecoderOnlyNetwork(config, self.vocab_size, self.max_len, self.pad_id)
 
 
 class Seq2Seq(TranslationModel):

@@ -167,6 +167,46 @@ class DecoderOnlyLayer(nn.Module):
         return self.norm2(x + self.dropout(self.ff(x)))
 
 
+class DecoderStack(nn.Module):
+    """Token and position embeddings, the layers, the final norm: the one stack over `source <BOS> target` (or over a
+    text to classify).
+
+    Args:
+        config: sizes and choices (DecoderOnlyConfig).
+        vocab_size, pad_id: of the data's vocabulary.
+        table_len: the positional table's size: the longest sequence the stack reads.
+    """
+
+    def __init__(self, config: DecoderOnlyConfig, vocab_size: int, table_len: int, pad_id: int) -> None:
+        super().__init__()
+        c = config
+        self.prefix = c.attention == "prefix"
+        self.embed = PromptEmbedding(vocab_size, c.d_model, table_len, c.positions, c.dropout, pad_id)
+        shared = attention_positions(c.positions, c.n_heads, c.d_model // c.n_heads)  # one module for the stack
+        self.layers = nn.ModuleList(DecoderOnlyLayer(c, shared) for _ in range(c.num_layers))
+        self.norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
+        nn.init.normal_(self.embed.tokens.weight, std=c.d_model**-0.5)  # unit variance after the sqrt(D) scale
+        with torch.no_grad():
+            self.embed.tokens.weight[pad_id].zero_()
+
+    def positions(self, prompt: Prompt, start: int, length: int) -> torch.Tensor:
+        """(B, length) positions of columns start.. counted from each row's first real token."""
+        first = prompt.real.shape[1] - prompt.real.sum(1, keepdim=True)  # (B, 1) padding before the source
+        return (torch.arange(start, start + length, device=first.device)[None, :] - first).clamp(min=0)
+
+    def forward(self, prompt: Prompt, tgt_in: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The normalised last layer's states (B, L, D) of the source followed by tgt_in (B, T; T may be 0); each
+        layer's attention weights (B, H, L, L) are appended to `weights` when it is a list."""
+        ids = torch.cat([prompt.ids, tgt_in], dim=1)  # (B, L)
+        x = self.embed(ids, self.positions(prompt, 0, ids.shape[1]))
+        allowed = allowed_keys(prompt.real, ids.shape[1], prompt.ids.shape[1] if self.prefix else 0)
+        for layer in self.layers:
+            if weights is not None:
+                weights.append(layer.weights(x, allowed))
+            x = layer(x, layer.keys_values(x, 0), allowed)
+        return self.norm(x)
+
+
 class DecoderOnly(nn.Module):
     """One stack of self-attention layers over `source <BOS> target`; the same interface as the encoder-decoders
     (`encode`, `decode`, `init_cache`, `decode_step`), so every decoding, metric and command works with it.
@@ -179,43 +219,19 @@ class DecoderOnly(nn.Module):
 
     def __init__(self, config: DecoderOnlyConfig, vocab_size: int, max_len: int, pad_id: int = PAD) -> None:
         super().__init__()
-        c = config
-        self.pad_id, self.prefix = pad_id, c.attention == "prefix"
-        self.embed = PromptEmbedding(vocab_size, c.d_model, 2 * max_len, c.positions, c.dropout, pad_id)
-        shared = attention_positions(c.positions, c.n_heads, c.d_model // c.n_heads)  # one module for the stack
-        self.layers = nn.ModuleList(DecoderOnlyLayer(c, shared) for _ in range(c.num_layers))
-        self.norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
-        self.generator = nn.Linear(c.d_model, vocab_size)
-        nn.init.normal_(self.embed.tokens.weight, std=c.d_model**-0.5)  # unit variance after the sqrt(D) scale
-        with torch.no_grad():
-            self.embed.tokens.weight[pad_id].zero_()
-        self.generator.weight = self.embed.tokens.weight
+        self.pad_id = pad_id
+        self.stack = DecoderStack(config, vocab_size, 2 * max_len, pad_id)
+        self.generator = nn.Linear(config.d_model, vocab_size)
+        self.generator.weight = self.stack.embed.tokens.weight
 
     def encode(self, src: torch.Tensor) -> Prompt:
         """src (B, S), padded anywhere -> the prompt every step reads (nothing is computed yet)."""
         ids, order = left_padded(src, self.pad_id)
         return Prompt(ids, ids != self.pad_id, order)
 
-    def positions(self, prompt: Prompt, start: int, length: int) -> torch.Tensor:
-        """(B, length) positions of columns start.. counted from each row's first real token."""
-        first = prompt.real.shape[1] - prompt.real.sum(1, keepdim=True)  # (B, 1) padding before the source
-        return (torch.arange(start, start + length, device=first.device)[None, :] - first).clamp(min=0)
-
-    def states(self, prompt: Prompt, tgt_in: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """The last layer's states (B, L, D) of the source followed by tgt_in (B, T); each layer's attention weights
-        (B, H, L, L) are appended to `weights` when it is a list."""
-        ids = torch.cat([prompt.ids, tgt_in], dim=1)  # (B, L)
-        x = self.embed(ids, self.positions(prompt, 0, ids.shape[1]))
-        allowed = allowed_keys(prompt.real, ids.shape[1], prompt.ids.shape[1] if self.prefix else 0)
-        for layer in self.layers:
-            if weights is not None:
-                weights.append(layer.weights(x, allowed))
-            x = layer(x, layer.keys_values(x, 0), allowed)
-        return x
-
     def decode(self, prompt: Prompt, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced decoding: tgt_in (B, T) -> logits (B, T, V); target position t sees tgt_in[:, : t + 1]."""
-        return self.generator(self.norm(self.states(prompt, tgt_in)[:, prompt.ids.shape[1] :]))
+        return self.generator(self.stack(prompt, tgt_in)[:, prompt.ids.shape[1] :])
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(src), tgt_in)
@@ -224,7 +240,7 @@ class DecoderOnly(nn.Module):
         """Teacher-forced attention of the last layer's target positions over the source columns as they were given
         (not left-padded), averaged over heads: (B, T, S); 0 on padding."""
         weights: list[torch.Tensor] = []
-        self.states(prompt, tgt_in, weights)
+        self.stack(prompt, tgt_in, weights)
         S = prompt.ids.shape[1]
         over_source = weights[-1].mean(1)[:, S:, :S]  # (B, T, S) over the left-padded columns
         index = prompt.order[:, None, :].expand_as(over_source)
@@ -232,22 +248,63 @@ class DecoderOnly(nn.Module):
 
     def init_cache(self, prompt: Prompt) -> PromptCache:
         """Every layer's keys/values of the source."""
-        x = self.embed(prompt.ids, self.positions(prompt, 0, prompt.ids.shape[1]))
-        allowed = allowed_keys(prompt.real, prompt.ids.shape[1], prompt.ids.shape[1] if self.prefix else 0)
+        stack, S = self.stack, prompt.ids.shape[1]
+        x = stack.embed(prompt.ids, stack.positions(prompt, 0, S))
+        allowed = allowed_keys(prompt.real, S, S if stack.prefix else 0)
         cache = PromptCache([])
-        for layer in self.layers:
+        for layer in stack.layers:
             cache.kv.append(layer.keys_values(x, 0))
             x = layer(x, cache.kv[-1], allowed)
         return cache
 
     def decode_step(self, prompt: Prompt, token: torch.Tensor, cache: PromptCache) -> torch.Tensor:
         """One step with the cache: token (B,) -> logits (B, V) for the next position."""
-        at = prompt.ids.shape[1] + cache.step  # the token's column
-        x = self.embed(token.unsqueeze(1), self.positions(prompt, at, 1))  # (B, 1, D)
+        stack, at = self.stack, prompt.ids.shape[1] + cache.step  # the token's column
+        x = stack.embed(token.unsqueeze(1), stack.positions(prompt, at, 1))  # (B, 1, D)
         allowed = torch.cat([prompt.real, prompt.real.new_ones(len(token), cache.step + 1)], dim=1)[:, None, None]
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(stack.layers):
             k, v = layer.keys_values(x, at)  # (B, H, 1, Dh)
             cache.kv[i] = (torch.cat([cache.kv[i][0], k], dim=2), torch.cat([cache.kv[i][1], v], dim=2))
             x = layer(x, cache.kv[i], allowed, at)
         cache.step += 1
-        return self.generator(self.norm(x[:, -1]))
+        return self.generator(stack.norm(x[:, -1]))
+
+
+class DecoderOnlyClassifier(nn.Module):
+    """The decoder-only stack over a text, its last token's state (which has read every token before it) or the mean
+    of its states, dropout, a linear classifier: a GPT-style classifier beside BERT.
+
+    Args:
+        pooling: `last` or `mean`.
+    """
+
+    def __init__(
+        self,
+        config: DecoderOnlyConfig,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        pad_id: int = PAD,
+        pooling: str = "last",
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"model.num_classes={num_classes}: must be at least 2")
+        check_choice("model.pooling", pooling, ["last", "mean"])
+        self.pad_id, self.pooling = pad_id, pooling
+        self.stack = DecoderStack(config, vocab_size, max_len, pad_id)
+        self.dropout = Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, num_classes)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, S) -> logits (B, C). `segments` is accepted so that every classifier is called alike, and
+        ignored: the stack reads a pair's boundary from its SEP token."""
+        left, order = left_padded(ids, self.pad_id)  # the last column is every row's last token
+        prompt = Prompt(left, left != self.pad_id, order)
+        states = self.stack(prompt, left[:, :0])  # (B, S, D)
+        if self.pooling == "last":
+            pooled = states[:, -1]
+        else:
+            real = prompt.real.unsqueeze(-1).to(states.dtype)  # (B, S, 1)
+            pooled = (states * real).sum(1) / real.sum(1).clamp(min=1)
+        return self.classifier(self.dropout(pooled))
