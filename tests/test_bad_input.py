@@ -472,6 +472,14 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["fit", *TINY_MODELS["Seq2SeqAttention"], "--data=Copy", "--model.attention.kind=luong"],
         "attention.kind",
     ),
+    "decoder-only-nope-prefix": (
+        ["fit", *TINY_MODELS["DecoderOnly"], "--data=Copy", "--model.decoder.positions=none"],
+        "model.decoder.positions=none with model.decoder.attention=prefix",
+    ),
+    "decoder-only-unknown-attention": (
+        ["fit", *TINY_MODELS["DecoderOnly"], "--data=Copy", "--model.decoder.attention=both"],
+        "model.decoder.attention",
+    ),
     "model-beam-size-0": (["fit", *FIT, "--model.beam_size=0"], "model.beam_size=0"),
     "model-length-penalty-negative": (["fit", *FIT, "--model.length_penalty=-1"], "model.length_penalty=-1"),
     "label-smoothing-1": (["fit", *FIT, "--model.label_smoothing=1"], "model.label_smoothing=1"),
