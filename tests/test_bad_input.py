@@ -132,6 +132,7 @@ COMPARE = {  # file name -> content of a compare config
             }
         ],
     },
+    "stop_at_target_without_target": {"shared": SHARED, "stop_at_target": True, "runs": [TINY_RUN]},
 }
 
 
@@ -679,6 +680,10 @@ CASES: dict[str, tuple[list[str], str]] = {
     "compare-storage-without-search": (
         ["compare", "-c", "compare/no_search.yaml", "--storage", "sqlite:///x.db"],
         "--storage: this comparison has no search: to store",
+    ),
+    "compare-stop-at-target-needs-target": (
+        ["compare", "-c", "compare/stop_at_target_without_target.yaml"],
+        "compare/stop_at_target_without_target.yaml: stop_at_target: true needs target: (the headline metric's value",
     ),
     # -- schedule ---------------------------------------------------------------------------------------------------
     "fit-long-config-option-without-model": (

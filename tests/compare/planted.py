@@ -28,3 +28,28 @@ class PlantedTransformer(Transformer):
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         self.log(METRIC, planted_value(self.trainer.optimizers[0].param_groups[0]["lr"]))
+
+
+RISING = "val/rising"
+
+
+def rising_value(lr: float, epochs: int) -> float:
+    """After `epochs` epochs: lr x 100 per epoch, up to 1 (lr 5e-3 reaches 1 after 2 epochs, 1e-3 after 10)."""
+    return min(1.0, epochs * lr * 100)
+
+
+class RisingTransformer(Transformer):
+    """A Transformer (it trains as one) whose headline metric after each validation is `rising_value(lr, epochs
+    trained)`, so that when a run reaches a target is known."""
+
+    headline_metric = RISING
+    headline_mode = "max"
+
+    def logged_metrics(self) -> list[str]:
+        return [*super().logged_metrics(), RISING]
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if not self.trainer.sanity_checking:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log(RISING, rising_value(lr, self.trainer.current_epoch + 1))

@@ -92,6 +92,8 @@ def header(column: str, comparison: Comparison, metric: str, mode: str) -> str:
         "samples_per_second": "samples/s",
         "tokens_per_second": "tokens/s",
         "steps_to_target": f"steps to {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
+        "epochs_to_target": f"epochs to {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
+        "reached_target": f"reached {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
         f"best_{metric.replace('/', '_')}": f"best {metric}",
     }
     return names.get(column, column.replace("test_", "test/", 1) if column.startswith("test_") else column)
@@ -102,6 +104,13 @@ def explanation(column: str, metric: str) -> str:
     name = metric_name(column)
     if column == "steps_to_target":
         return f"the training step at which {metric} first reached the target (— if it never did)"
+    if column == "epochs_to_target":
+        return f"the epochs trained when {metric} first reached the target (1: at the end of the first; — if never)"
+    if column == "reached_target":
+        return (
+            f"whether {metric} reached the target at a validation of the fit: per run, in how many of the seeds in "
+            "its row (k/n); per trial, yes or no"
+        )
     if column.startswith("best_val_"):
         return f"the best {metric} over the validations of the fit; the checkpoint that scored it is the one tested"
     if column.startswith("test_"):
@@ -130,11 +139,13 @@ def number(value: Any, column: str) -> str:
         return "—"
     if isinstance(value, str):
         return value
+    if column == "reached_target":
+        return "yes" if value else "no"
     if isinstance(value, bool):
         return "yes" if value else ""
     if column in ("parameters", "seed", "seeds"):
         return f"{value:,}" if column == "parameters" else str(value)
-    if column == "steps_to_target":
+    if column in ("steps_to_target", "epochs_to_target"):
         return str(value)
     if column in ("fit_seconds", "samples_per_second", "tokens_per_second"):
         return f"{value:.1f}" if value < 10 else f"{value:,.0f}"

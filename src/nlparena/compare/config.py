@@ -28,11 +28,12 @@ def config_paths(args: list[str]) -> list[str]:
     return paths
 
 
-def run_settings(args: list[str]) -> dict[str, Any]:
-    """What a run was given: its `nlparena fit` args and a digest of each config file they name, so that a finished
-    run counts as done only while neither has changed."""
+def run_settings(args: list[str], stop_at: float | None = None) -> dict[str, Any]:
+    """What a run was given: its `nlparena fit` args and a digest of each config file they name, and the target it
+    stops at (if it does), so that a finished run counts as done only while none of them has changed."""
     digests = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in config_paths(args)}
-    return {"args": list(args), "config_sha256": digests}
+    stop = {"stop_at_target": stop_at} if stop_at is not None else {}
+    return {"args": list(args), "config_sha256": digests, **stop}
 
 
 def seed_of(args: list[str]) -> int | None:
@@ -136,6 +137,7 @@ class Comparison:
     shared_configs: tuple[str, ...] = ()
     shared_args: tuple[str, ...] = ()
     target: float | None = None
+    stop_at_target: bool = False  # the runs' trials stop at the first validation that reaches `target`
     seeds: tuple[int | None, ...] = (None,)
     baseline: str | None = None
     search: Search | None = None
@@ -163,6 +165,17 @@ class Comparison:
         run_args = [arg.replace(PRETRAINED, checkpoint) for arg in trial.run.args]
         search_args = self.search.args if self.search and trial.search_number is not None else ()
         return [*configs, *self.shared_args, *run_args, *search_args, *trial.args()]
+
+    def stop_at(self, trial: Trial) -> float | None:
+        """The target a trial stops at (`stop_at_target`): a run's trial's; None for search and pretraining trials,
+        which train their whole budget."""
+        searching = trial.search_number is not None or trial.run is self.pretraining
+        return self.target if self.stop_at_target and not searching else None
+
+    def settings(self, trial: Trial) -> dict[str, Any]:
+        """What a trial's `compare.json` records it ran with (`run_settings`): a finished trial with other settings
+        is run again."""
+        return run_settings(self.fit_args(trial), self.stop_at(trial))
 
     def pretraining_trials(self, seeds: tuple[int | None, ...] | None = None) -> list[Trial]:
         """The pretraining run's trial per seed; [] without one."""
@@ -254,6 +267,7 @@ def load_comparison(path: Path) -> Comparison:
         shared_configs=paths(config.shared.configs),
         shared_args=tuple(config.shared.args),
         target=config.target,
+        stop_at_target=config.stop_at_target,
         seeds=(None,) if config.seeds is None else tuple(config.seeds),
         baseline=config.baseline,
         search=Search.of(config.search) if config.search else None,

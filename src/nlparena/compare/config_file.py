@@ -95,6 +95,7 @@ class CompareConfig:
     name: FolderName | None = None  # default: the file's name without .yaml
     shared: SharedEntry = field(default_factory=SharedEntry)
     target: float | None = None  # the headline metric to reach (the report counts the steps to it)
+    stop_at_target: bool = False  # each trial stops at the first validation that reaches `target`
     seeds: list[NonNegativeInt] | None = None  # None: the seed the configs give
     baseline: str | None = None
     search: SearchEntry | None = None  # tune every run with the same budget (see search_config.py)
@@ -131,6 +132,8 @@ class CompareConfig:
         if self.curve is not None and len(self.curve) != 1:
             raise ConfigError(f"curve={self.curve!r}: must name one config key, e.g. {{data.train_size: [50, 200]}}")
         check_values(self.curve or {}, "curve")
+        if self.stop_at_target and self.target is None:
+            raise ConfigError("stop_at_target: true needs target: (the headline metric's value each trial stops at)")
 
     @staticmethod
     def _check_baseline(baseline: str | None, key: str, names: list[str]) -> None:

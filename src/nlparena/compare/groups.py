@@ -84,10 +84,13 @@ class RunSummary:
     setting: str
     seeds: int
     columns: dict[str, Summary | None]
+    reached: int | None = None  # of its finished seeds, those that reached the target; None without a target
 
     def csv_row(self) -> dict[str, Any]:
-        """The run's row of summary.csv: `<column>_mean`, `_ci_low`, `_ci_high`, `_min` and `_max` per column."""
+        """The run's row of summary.csv: `reached_target` (with a target), then `<column>_mean`, `_ci_low`,
+        `_ci_high`, `_min` and `_max` per column."""
         row: dict[str, Any] = {"run": self.run, "setting": self.setting, "seeds": self.seeds}
+        row |= {"reached_target": self.reached} if self.reached is not None else {}
         for column, stats in self.columns.items():
             row |= {f"{column}_{name}": None if stats is None else getattr(stats, name) for name in SUMMARY_FIELDS}
         return row

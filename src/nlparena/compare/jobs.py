@@ -180,11 +180,18 @@ def submitit_executor(kind: str, folder: Path, parameters: dict[str, Any], jobs:
 
 
 def worker_argv(
-    save_dir: Path, name: Path, version: int, fit_args: list[str], search_pid: int | None = None
+    save_dir: Path,
+    name: Path,
+    version: int,
+    fit_args: list[str],
+    search_pid: int | None = None,
+    stop_at: float | None = None,
 ) -> list[str]:
     """The worker's arguments for one trial (see `nlparena.compare.worker`); `search_pid`: a search trial's, the
-    compare process it reports to (0 where it may run on another machine)."""
+    compare process it reports to (0 where it may run on another machine); `stop_at`: the target at which it stops
+    (`stop_at_target`)."""
     search = ["--search", str(search_pid)] if search_pid is not None else []
+    search += ["--stop_at_target", repr(stop_at)] if stop_at is not None else []
     return ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version), *search, "--", *fit_args]
 
 

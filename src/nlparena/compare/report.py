@@ -2,8 +2,9 @@
 built from each run's TensorBoard event files (read by `nlparena.events`) and its `compare.json`.
 
 Per trial (run x setting x seed): parameters, fit time, training throughput, steps to reach the target, best
-validation headline metric, test metrics. Per run (with the setting its search chose by validation, if it searches):
-mean, 95 % confidence interval and min / max over seeds, and against the `baseline` run a verdict (better, worse, no
+validation headline metric, test metrics; with a target, whether it reached it and after how many epochs. Per run
+(with the setting its search chose by validation, if it searches): mean, 95 % confidence interval and min / max over
+seeds, in how many seeds it reached the target, and against the `baseline` run a verdict (better, worse, no
 detectable difference) from a paired bootstrap over test examples and from Welch's t-test over seeds. On top of it
 all, in words (`plain_summary`): too few seeds, each run against its baseline, the runs at chance level (`chance`).
 Figures: the validation headline metric against the epoch (mean over seeds with a band), exact match, token accuracy
@@ -54,6 +55,17 @@ def steps_to(series: list[tuple[int, float]], target: float | None, mode: str) -
     return next((step for step, value in series if reached(value)), None)
 
 
+def to_target(record: Record, run: RunEvents, steps: int | None) -> dict[str, Any]:
+    """Whether a trial reached the target (None if it never ran), the step at which it first did (`steps_to`) and
+    the epochs it had trained then (the epoch Lightning logged at that step, counted from 1)."""
+    epoch = dict(run.scalars.get("epoch", [])).get(steps) if steps is not None else None
+    return {
+        "reached_target": None if record.status == "not run" else steps is not None,
+        "steps_to_target": steps,
+        "epochs_to_target": None if epoch is None else round(epoch) + 1,
+    }
+
+
 def single_number_test_metrics(events: list[RunEvents], headline: str) -> list[str]:
     """The single-number test metrics any run logged (`test/exact_match`, not `test/f1/<class>`), headline first."""
     tags = {tag for run in events for tag in run.scalars if tag.count("/") == 1 and tag.startswith("test/")}
@@ -91,6 +103,7 @@ def results(
     for record, run in zip(records, events, strict=True):
         parameters = run.last("compare/parameters")
         series = run.scalars.get(metric, [])
+        steps = steps_to(series, comparison.target, mode)
         row = {
             "run": record.run,
             "setting": record.trial.setting_name,
@@ -101,7 +114,7 @@ def results(
             "fit_seconds": run.last("compare/fit_seconds"),
             "samples_per_second": run.last("compare/samples_per_second"),
             "tokens_per_second": run.last("compare/tokens_per_second"),
-            "steps_to_target": steps_to(series, comparison.target, mode),
+            **(to_target(record, run, steps) if comparison.target is not None else {"steps_to_target": steps}),
             f"best_{column_name(metric)}": best_of(series, mode),
         }
         row.update({column_name(tag): run.last(tag) for tag in tests})
@@ -131,6 +144,9 @@ def summarized(
     tests = [column_name(tag) for tag in single_number_test_metrics(events, metric)]
     by_length = [column_name(tag) for tag in length_test_metrics(events)]
     summary = summarize_runs(selected, [f"best_{column_name(metric)}", *tests, "fit_seconds", *by_length])
+    if comparison.target is not None:
+        for run in summary:
+            run.reached = sum(1 for reached in selected[run.run].values("reached_target") if reached)
     test_metric = "test/" + metric.removeprefix("val/")
     pairs = verdicts(selected, comparison.baselines(), test_metric, mode)
     tables = Tables(comparison, records, rows, summary, pairs, metric, mode, sacrebleu_signatures(records))

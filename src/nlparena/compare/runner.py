@@ -34,7 +34,6 @@ from nlparena.compare.config import (
     load_comparison,
     logger_args,
     next_version,
-    run_settings,
     seed_of,
 )
 from nlparena.compare.config_file import check_seeds
@@ -160,7 +159,7 @@ def finish(comparison: Comparison, trial: Trial, version: int, info: dict[str, s
         "error": last if len(last) <= ERROR_CHARS else last[: ERROR_CHARS - 1] + "…",
         "log": str(version_dir / TRIAL_LOG),
         "log_tail": outcome.tail,
-        "settings": run_settings(comparison.fit_args(trial)),
+        "settings": comparison.settings(trial),
     }
     version_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(data, indent=2) + "\n")
@@ -192,7 +191,8 @@ def run_trial(
     """Run one trial in its own process (its output to its log) and record how it ended; returns the attempt the
     report shows."""
     trial = item.trial
-    argv = worker_argv(comparison.log_dir, trial.folder, item.version, comparison.fit_args(trial))
+    fit_args = comparison.fit_args(trial)
+    argv = worker_argv(comparison.log_dir, trial.folder, item.version, fit_args, stop_at=comparison.stop_at(trial))
     path = comparison.log_dir / trial.folder / f"version_{item.version}"
     progress.started(f"[{item.position}/{total}] {trial.label}: running ({path})")
     start = time.perf_counter()
@@ -202,8 +202,7 @@ def run_trial(
         record.status == "finished", seconds, f"[{item.position}/{total}] {trial.label}: {_outcome(record, seconds)}"
     )
     # the report shows the newest finished attempt (an earlier one if this --force attempt failed)
-    settings = run_settings(comparison.fit_args(trial))
-    return newest(attempts(trial, comparison.log_dir / trial.folder), settings) or record
+    return newest(attempts(trial, comparison.log_dir / trial.folder), comparison.settings(trial)) or record
 
 
 def launcher_for(comparison: Comparison, jobs: int, executor: str) -> Launcher:
@@ -228,7 +227,7 @@ def run_all(
     pending: list[Pending] = []
     for position, trial in enumerate(trials, start=1):
         trial_dir = comparison.log_dir / trial.folder
-        settings = run_settings(comparison.fit_args(trial))
+        settings = comparison.settings(trial)
         done = [r for r in attempts(trial, trial_dir) if r.status == "finished" and r.data.get("settings") == settings]
         if done and not force:
             print(
@@ -259,8 +258,8 @@ def run_all(
 
 def logged_record(comparison: Comparison, trial: Trial) -> Record:
     """The trial's attempt to report, from its logs ("not run" if it has none)."""
-    settings = run_settings(comparison.fit_args(trial))
-    return newest(attempts(trial, comparison.log_dir / trial.folder), settings) or Record(trial, "not run")
+    found = newest(attempts(trial, comparison.log_dir / trial.folder), comparison.settings(trial))
+    return found or Record(trial, "not run")
 
 
 def logged_records(comparison: Comparison, trials: list[Trial]) -> list[Record]:

@@ -117,6 +117,11 @@ def metrics_line(tables: Tables) -> str:
         + (f"; each run's setting is its search's best trial by `{metric}` (never test)" if comparison.search else "")
         + f"; verdicts compare `{tables.test_metric}` on the test split"
         + (f"; target {comparison.target:g} on `{metric}`" if comparison.target is not None else "")
+        + (
+            " (each trial stops at the first validation that reaches it, else trains all its epochs)"
+            if comparison.stop_at_target
+            else ""
+        )
     )
 
 
@@ -156,15 +161,18 @@ def run_lines(comparison: Comparison) -> list[str]:
 
 
 def results_table(tables: Tables) -> list[str]:
-    """Per run (its selected setting), each metric's mean, 95 % CI and range over seeds; a run at chance level is
-    marked."""
+    """Per run (its selected setting), in how many seeds it reached the target (with one) and each metric's mean,
+    95 % CI and range over seeds; a run at chance level is marked."""
     summary = tables.summary
     columns = [c for c in (summary[0].columns if summary else {}) if not is_length_column(c)]
     swept = any(row.setting for row in summary)
+    reached = tables.comparison.target is not None
+    to_target = header("reached_target", tables.comparison, tables.metric, tables.mode)
     named = {
         "run": "run",
         **({"setting": "setting"} if swept else {}),
         "seeds": "seeds",
+        **({to_target: "reached_target"} if reached else {}),
         **{header(c, tables.comparison, tables.metric, tables.mode): c for c in columns},
     }
     flagged = column_name(tables.test_metric)  # a run at chance level is marked on its test headline metric
@@ -173,6 +181,7 @@ def results_table(tables: Tables) -> list[str]:
             f"`{row.run}`",
             *([row.setting] if swept else []),
             str(row.seeds),
+            *([f"{row.reached}/{row.seeds}"] if reached else []),
             *(
                 cell(row.columns[c], c) + (" ⚠ at chance level" if c == flagged and row.run in tables.chance else "")
                 for c in columns

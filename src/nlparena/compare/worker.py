@@ -1,6 +1,6 @@
 """One run of `nlparena compare`, in its own process: `python -m nlparena.compare.worker --save_dir DIR --name RUN
---version N [--search PID] -- FIT_ARGS...`, its output to its log file (`--search`: a search trial, see
-`fit_and_test`).
+--version N [--search PID] [--stop_at_target TARGET] -- FIT_ARGS...`, its output to its log file (`--search`: a
+search trial; `--stop_at_target`: the fit stops once its headline metric reaches TARGET; see `fit_and_test`).
 
 The run is built by the same `NlpArenaCLI` as `nlparena fit` (same parser, links, callbacks, checkpointing), fitted,
 then tested on its best checkpoint. What the report needs goes into the run's TensorBoard event files
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from nlparena.cli.lightning import NlpArenaCLI
 from nlparena.compare.config import MARKER, logger_args, run_settings
@@ -119,17 +120,41 @@ def _synchronize(pl_module: pl.LightningModule) -> None:
         torch.cuda.synchronize(pl_module.device)
 
 
+def stop_at_target(target: float, metric: str, mode: str) -> EarlyStopping:
+    """Lightning's EarlyStopping that ends a fit at the first validation whose `metric` reaches `target` (>= for
+    "max", <= for "min", as the report counts it) and never otherwise: no patience, max_epochs is the budget.
+
+    EarlyStopping stops once the metric is strictly past its `stopping_threshold` (a metric of exactly 1.0 would never
+    stop at a target of 1.0), so the threshold is the float32 next to the first float32 that reaches the target, on
+    the other side: a metric (float32, as logged) is past it exactly when it reaches the target."""
+    toward = torch.tensor(math.inf if mode == "max" else -math.inf)
+    first = torch.tensor(target, dtype=torch.float32)  # the nearest float32, which may fall short of the target
+    if (float(first) < target) if mode == "max" else (float(first) > target):
+        first = torch.nextafter(first, toward)
+    threshold = float(torch.nextafter(first, -toward))
+    return EarlyStopping(
+        monitor=metric, mode=mode, stopping_threshold=threshold, patience=sys.maxsize, check_on_train_epoch_end=False
+    )
+
+
 def fit_and_test(
-    fit_args: list[str], save_dir: str, name: str, version: int, search_pid: int | None = None
+    fit_args: list[str],
+    save_dir: str,
+    name: str,
+    version: int,
+    search_pid: int | None = None,
+    stop_at: float | None = None,
 ) -> dict[str, Any]:
     """Fit as `nlparena fit FIT_ARGS` does, test the best checkpoint (the last weights if there is none) and
     return what `compare.json` records. A search trial (`search_pid`: the compare process that owns its study)
     reports each validation to it (`search_channel`), stops when pruned, and is not tested: a search sees
-    validation only."""
+    validation only. With `stop_at`, the fit stops at the first validation whose headline metric reaches it."""
     cli = NlpArenaCLI(args=[*fit_args, *logger_args(save_dir, name, version)], run=False)
     trainer, model = cli.trainer, cli.model
     stats = RunStats()
     trainer.callbacks.append(stats)
+    if stop_at is not None:
+        trainer.callbacks.append(stop_at_target(stop_at, model.headline_metric, model.headline_mode))
     reporter = None
     if search_pid is not None:
         reporter = SearchReporter(Path(save_dir, name, f"version_{version}"), model.headline_metric, search_pid)
@@ -147,6 +172,7 @@ def fit_and_test(
         "model": type(model).__name__,
         "headline_metric": model.headline_metric,
         "headline_mode": model.headline_mode,
+        **({"stop_at_target": stop_at} if stop_at is not None else {}),
         "parameters": stats.parameters,
         "fit_seconds": stats.fit_seconds,
         "test_seconds": time.perf_counter() - start,
@@ -157,7 +183,7 @@ def fit_and_test(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse `--save_dir DIR --name RUN --version N -- FIT_ARGS...`, run, write the marker last.
+    """Parse `--save_dir DIR --name RUN --version N [...] -- FIT_ARGS...`, run, write the marker last.
 
     Its output is the trial's log file (see `local_jobs`): no progress bar (in a file, a line per redraw), and
     stdout written line by line, so that it keeps its place among stderr's lines."""
@@ -167,16 +193,19 @@ def main(argv: list[str] | None = None) -> None:
         options = dict(zip(argv[:split:2], argv[1:split:2], strict=True))
         save_dir, name, version = options["--save_dir"], options["--name"], int(options["--version"])
         search_pid = int(options["--search"]) if "--search" in options else None
+        stop_at = float(options["--stop_at_target"]) if "--stop_at_target" in options else None
     except (ValueError, KeyError):
         raise SystemExit(
-            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N [--search PID] -- ARGS"
+            "usage: python -m nlparena.compare.worker --save_dir DIR --name RUN --version N [--search PID] "
+            "[--stop_at_target TARGET] -- ARGS"
         ) from None
     fit_args = argv[split + 1 :]  # sys.argv stays as it is: Lightning relaunches this runner for DDP workers
-    settings = run_settings(fit_args)  # before training: a config edited meanwhile is not what ran
+    settings = run_settings(fit_args, stop_at)  # before training: a config edited meanwhile is not what ran
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     with one_line_errors():
-        record = fit_and_test([*fit_args, "--trainer.enable_progress_bar=false"], save_dir, name, version, search_pid)
+        fit_args = [*fit_args, "--trainer.enable_progress_bar=false"]
+        record = fit_and_test(fit_args, save_dir, name, version, search_pid, stop_at)
     if record.pop("is_global_zero"):
         record["settings"] = settings
         Path(record["log_dir"], MARKER).write_text(json.dumps(record, indent=2) + "\n")
