@@ -268,6 +268,8 @@ def test_shipped_compare_configs_parse_and_every_run_instantiates(config, monkey
         {"Seq2Seq", "Seq2SeqAttention", "Transformer"},  # translation
         {"BertClassifier", "RNNClassifier"},  # classification
         {"Transformer"},  # positional encodings
+        {"DecoderOnly"},  # positional encodings, decoder-only
+        {"Transformer", "DecoderOnly"},  # decoder-only against encoder-decoder
         {"Seq2Seq", "Seq2SeqAttention"},  # attention against sentence length
         {"RNNClassifier"},  # large batches with SGD
         {"BertPretraining", "BertClassifier"},  # pre-training against scratch along the labels
