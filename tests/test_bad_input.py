@@ -371,6 +371,11 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["fit", *FIT, "--model.transformer.positions=rope", "--model.transformer.n_heads=16"],
         "model.transformer.positions=rope: rotates pairs of dimensions",
     ),
+    "transformer-positions-none": (
+        ["fit", *FIT, "--model.transformer.positions=none"],
+        "model.transformer.positions=none: the encoder attends both ways, so nothing there tells positions apart",
+    ),
+    "transformer-positions-unknown": (["fit", *FIT, "--model.transformer.positions=t6"], "positions"),
     "layer-norm-eps-0": (["fit", *BERT_SENTIMENT, "--model.bert.layer_norm_eps=0"], "model.bert.layer_norm_eps=0.0"),
     "pretrained-hf-no-folder": (
         ["fit", *BERT_SENTIMENT, "--model.pretrained=hf:nowhere"],

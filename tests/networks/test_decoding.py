@@ -151,6 +151,7 @@ WITH_DROPOUT = {
             TransformerConfig(D_MODEL, HEADS, D_FF, dropout=0.1, positions=positions), VOCAB, MAX_LEN
         )
         for positions in POSITION_CHOICES
+        if positions != "none"  # refused: the encoder attends both ways (TransformerConfig)
     },
     **{
         f"{cell}-{name}": lambda cls=cls, cell=cell, attention=attention: cls(

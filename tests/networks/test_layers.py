@@ -5,8 +5,14 @@ import torch.nn.functional as F
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks import layers
-from nlparena.networks.layers import CrossAttention, MultiHeadAttention, TokenEmbedding, shift_right
-from nlparena.networks.positions import ALiBi, LearnedPositions, Rotary, SinusoidalPositions
+from nlparena.networks.layers import CrossAttention, MultiHeadAttention, SelfAttention, TokenEmbedding, shift_right
+from nlparena.networks.positions import (
+    ATTENTION_POSITIONS,
+    ALiBi,
+    LearnedPositions,
+    Rotary,
+    SinusoidalPositions,
+)
 from tests.conftest import BATCH, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
 
@@ -114,6 +120,17 @@ def test_rope_computes_cos_and_sin_once_per_dtype_and_rotates_every_position_by_
     ).flatten(-2)
     torch.testing.assert_close(whole, expected)
     torch.testing.assert_close(steps, expected)
+
+
+@pytest.mark.parametrize("positions", ATTENTION_POSITIONS)
+def test_causal_self_attention_step_with_the_cache_equals_attention_over_the_whole_sequence(positions):
+    # 40 positions: beyond T5's exact buckets, where its bidirectional and one-sided buckets part
+    torch.manual_seed(0)
+    attn = SelfAttention(D_MODEL, HEADS, positions=positions, causal=True).eval()
+    x = torch.randn(BATCH, 40, D_MODEL)
+    k, v = attn.keys_values(x)  # (B, H, 40, Dh), each key rotated at its own position
+    steps = torch.cat([attn.step(x[:, t : t + 1], k[:, :, : t + 1], v[:, :, : t + 1], offset=t) for t in range(40)], 1)
+    torch.testing.assert_close(steps, attn(x))
 
 
 def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p_and_scales_it():

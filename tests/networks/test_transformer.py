@@ -1,4 +1,6 @@
+import copy
 from dataclasses import replace
+from typing import get_type_hints
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ from nlparena.data.vocab import NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
 from nlparena.networks.decoding import greedy_decode
 from nlparena.networks.layers import CrossAttention, shift_right
+from nlparena.networks.positions import POSITION_CHOICES, T5Bias
 from nlparena.networks.transformer import Transformer, TransformerConfig
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
@@ -16,7 +19,9 @@ VARIANTS = [
     {"norm_first": False, "positions": "learned", "share_embeddings": False},
     {"norm_first": True, "positions": "alibi", "share_embeddings": True},
     {"norm_first": False, "positions": "rope", "share_embeddings": True},
+    {"norm_first": True, "positions": "t5", "share_embeddings": False},
 ]
+RELATIVE = ("alibi", "rope", "t5")  # positions inside attention, with no table to run out of
 
 
 TINY = TransformerConfig(
@@ -132,7 +137,7 @@ def test_explicit_attention_weights_are_the_ones_sdpa_applies():
     torch.testing.assert_close(attn.out_proj(merged), attn(query, k, v, mask))
 
 
-@pytest.mark.parametrize("positions", ["alibi", "rope"])
+@pytest.mark.parametrize("positions", RELATIVE)
 def test_relative_positions_give_finite_logits_at_twice_max_len(positions):
     net = network(positions=positions)
     src, tgt_in = tokens(2 * MAX_LEN), tokens(2 * MAX_LEN)
@@ -143,9 +148,51 @@ def test_relative_positions_give_finite_logits_at_twice_max_len(positions):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_decoder_logits_at_the_first_positions_equal_a_run_on_the_target_prefix(variant):
-    # ALiBi and RoPE at twice max_len, beyond any positional table; absolute positions up to their table's end
-    length = 2 * MAX_LEN if variant["positions"] in ("alibi", "rope") else MAX_LEN
+    # positions inside attention at twice max_len, beyond any positional table; absolute ones up to their table's end
+    length = 2 * MAX_LEN if variant["positions"] in RELATIVE else MAX_LEN
     net, src, tgt_in = network(**variant), tokens(SRC_LEN), tokens(length)
     logits = net(src, tgt_in)
     for prefix in (1, TGT_LEN, length - 1):
         torch.testing.assert_close(net(src, tgt_in[:, :prefix]), logits[:, :prefix])
+
+
+def test_config_lists_every_position_choice_and_only_those():
+    positions = get_type_hints(TransformerConfig)["positions"]
+    assert positions.__args__ == tuple(POSITION_CHOICES)
+    assert {"t5", "none"} <= set(POSITION_CHOICES)
+
+
+def test_no_positional_encoding_is_refused_for_the_bidirectional_encoder():
+    with pytest.raises(ConfigError, match=r"^model\.transformer\.positions=none: the encoder attends both ways"):
+        TransformerConfig(positions="none")
+
+
+@pytest.mark.parametrize("positions", RELATIVE)
+def test_each_stack_shares_one_positions_module_across_its_layers(positions):
+    net = network(positions=positions)
+    encoder = {id(layer.attn.positions) for layer in net.encoder}
+    decoder = {id(layer.self_attn.positions) for layer in net.decoder}
+    assert len(encoder) == 1 and len(decoder) == 1 and encoder != decoder
+
+
+def test_t5_has_one_bucket_table_per_stack_as_in_t5():
+    net = network(positions="t5")
+    tables = [name for name, _ in net.named_parameters() if name.endswith("positions.buckets.weight")]
+    assert tables == ["encoder.0.attn.positions.buckets.weight", "decoder.0.self_attn.positions.buckets.weight"]
+    assert len({id(m) for m in net.modules() if isinstance(m, T5Bias)}) == 2
+
+
+@pytest.mark.parametrize("stack", ["encoder", "decoder"])
+def test_t5_bias_table_gets_a_gradient_from_every_layer_of_its_stack(stack):
+    src, tgt_in = tokens(SRC_LEN), tokens(TGT_LEN)
+    for k in range(TINY.num_encoder_layers if stack == "encoder" else TINY.num_decoder_layers):
+        net = network(positions="t5").train()
+        layers = getattr(net, stack)
+        attention = [layer.attn if stack == "encoder" else layer.self_attn for layer in layers]
+        table = attention[k].positions.buckets.weight
+        frozen = copy.deepcopy(attention[k].positions).requires_grad_(False)  # the same values, no gradient
+        for i, attn in enumerate(attention):
+            if i != k:
+                attn.positions = frozen
+        net(src, tgt_in).logsumexp(-1).sum().backward()
+        assert table.grad is not None and table.grad.abs().sum() > 0, k  # through layer k alone

@@ -204,7 +204,8 @@ class MultiHeadAttention(nn.Module):
 
 class SelfAttention(MultiHeadAttention):
     """Attention of a sequence over itself, causal (a decoder's) or not, with the positions that act inside attention
-    (`positions.attention_positions`: ALiBi, RoPE; nothing for the absolute encodings, which the embeddings add)."""
+    (`positions.attention_positions`: ALiBi, RoPE, T5's bias; nothing for the absolute encodings, which the embeddings
+    add, nor for `none`). `positions` is a name, or a module that a stack shares across its layers."""
 
     def __init__(
         self,
@@ -247,9 +248,12 @@ class SelfAttention(MultiHeadAttention):
         offset: int = 0,
     ) -> torch.Tensor:
         """`attend` with the positions' bias (if any) for queries at offset.. and keys at 0.., folded with the key
-        mask and the causal order into one float mask."""
+        mask and the causal order into one float mask.
+
+        The bias is the one of this layer's direction, `self.causal`, also in a cached step (`is_causal` False: no key
+        after the query to mask): T5's causal buckets are one-sided, its bidirectional ones are not."""
         mask = heads_mask(key_mask)  # (B, 1, 1, S) or None
-        bias = self.positions.bias(q.shape[2], k.shape[2], offset, is_causal)  # (H, T, S) or None
+        bias = self.positions.bias(q.shape[2], k.shape[2], offset, self.causal)  # (H, T, S) or None
         if bias is not None:
             bias = bias.to(q.dtype).unsqueeze(0)  # (1, H, T, S), causal order folded in
             mask, is_causal = (bias if mask is None else bias.masked_fill(~mask, float("-inf"))), False

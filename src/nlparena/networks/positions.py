@@ -1,6 +1,7 @@
 """Positional encodings. Absolute ones (sinusoidal, learned) add a vector per position to the embeddings; the others
-act inside self-attention through one interface, `AttentionPositions`: rotate queries and keys, add a bias to the
-scores.
+act inside self-attention through one interface, `AttentionPositions`: rotate queries and keys (RoPE), add a bias to
+the scores (ALiBi, T5's), or neither (NoPE, `none`). A stack builds one `attention_positions` module and gives that
+instance to each of its layers (T5 shares its bias across a stack's layers so).
 
 Shapes: T query length, S key length, D model width, H heads, Dh = D / H, L a table's length.
 """
@@ -8,11 +9,16 @@ Shapes: T query length, S key length, D model width, H heads, Dh = D / H, L a ta
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from nlparena.errors import ConfigError
+
+Positions = Literal["sinusoidal", "learned", "alibi", "rope", "t5", "none"]
+"""The positional encodings every config chooses from (`POSITION_CHOICES`, in this order)."""
+POSITION_CHOICES: list[str] = list(get_args(Positions))
 
 
 def check_length(length: int, table_size: int) -> None:
@@ -67,7 +73,9 @@ class AttentionPositions(nn.Module):
 
     def bias(self, queries: int, keys: int, offset: int, causal: bool) -> torch.Tensor | None:
         """(H, T, S) float to add to the scores of queries at offset.. against keys at 0.., with -inf for keys after
-        the query if causal; None (here) for no bias, so that SDPA can run its kernels without a mask."""
+        the query if causal; None (here) for no bias, so that SDPA can run its kernels without a mask. `causal` is the
+        attention's direction, also in a cached decoding step, where no key lies after the query: a bias may differ
+        by it for keys before the query too (T5's buckets)."""
         return None
 
 
@@ -78,19 +86,75 @@ def key_distances(queries: int, keys: int, offset: int, device: torch.device) ->
 
 class ALiBi(AttentionPositions):
     """Attention with linear biases (Press et al. 2022, "Train Short, Test Long"): no position vectors; head h adds
-    -m_h * distance to its attention scores, with slopes m_h = 2^(-8 h / H), h = 1..H (the paper's geometric
-    sequence). The bias depends on the distance between query and key only, so nothing is tied to an absolute
-    position the training data may not have had."""
+    -m_h (i - j) to the score of query i for a key j to its left, with the paper's geometric slopes m_h = 2^(-8 h / H),
+    h = 1..H. The bias depends on the offset between query and key only, so nothing is tied to an absolute position
+    the training data may not have had. In causal attention this is exactly the paper's.
+
+    Bidirectional attention (an encoder) also sees keys to the right, j > i. They get -m'_h (j - i), with the same
+    slopes in reversed head order, m'_h = m_{H+1-h}: a head that looks far to the left looks near to the right. A
+    symmetric bias, -m_h |i - j|, carries no direction: the encoder of a reversed source then gives the reversed states,
+    and cross-attention reads them as a set, so a decoder cannot tell a source from its reverse (it did not learn Copy
+    or Reverse, `configs/experiments/positions_*.yaml`). With two slopes, how much weight a token keeps for itself and
+    its left and right neighbours depends on its distances to each end of the sequence differently, which locates it.
+    Where reversing leaves a head's slopes equal (the middle head when H is odd, the only one when H = 1) its right
+    slope is halved, so that no head is symmetric.
+    """
 
     def __init__(self, n_heads: int, head_dim: int) -> None:
         super().__init__(n_heads, head_dim)
         slopes = torch.tensor([2.0 ** (-8.0 * h / n_heads) for h in range(1, n_heads + 1)])
-        self.register_buffer("slopes", slopes.view(n_heads, 1, 1), persistent=False)
+        right = slopes.flip(0)
+        if n_heads % 2:
+            right[n_heads // 2] /= 2
+        self.register_buffer("slopes", slopes.view(n_heads, 1, 1), persistent=False)  # keys left of the query
+        self.register_buffer("right_slopes", right.view(n_heads, 1, 1), persistent=False)  # keys right of it
 
     def bias(self, queries: int, keys: int, offset: int, causal: bool) -> torch.Tensor:
-        """(H, T, S): -m_h |i - j|, with -inf for keys after the query if causal."""
-        distance = key_distances(queries, keys, offset, self.slopes.device)  # (T, S)
-        bias = -self.slopes * distance.abs().to(self.slopes.dtype)
+        """(H, T, S): -m_h (i - j) for keys left of the query, -m'_h (j - i) for those right of it, or -inf for them if
+        causal."""
+        distance = key_distances(queries, keys, offset, self.slopes.device).to(self.slopes.dtype)  # (T, S) i - j
+        left = -self.slopes * distance.clamp(min=0)  # (H, T, S)
+        if causal:
+            return left.masked_fill(distance < 0, float("-inf"))
+        return left + self.right_slopes * distance.clamp(max=0)
+
+
+def t5_buckets(distance: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+    """T5's bucket of each query-key distance i - j (long, the shape of `distance`): Hugging Face transformers'
+    `T5Attention._relative_position_bucket(j - i, bidirectional, num_buckets, max_distance)`.
+
+    Bidirectional: keys left of the query (and the query itself) take buckets 0 .. n/2 - 1, keys right of it the
+    other half. One-sided (causal): every key at or left of the query, all n buckets. Within a side's n' buckets, the
+    first n'/2 are exact distances, the rest log-spaced up to max_distance, beyond which all share the last."""
+    buckets = torch.zeros_like(distance)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = (distance < 0).long() * num_buckets  # keys right of the query
+        distance = distance.abs()
+    else:
+        distance = distance.clamp(min=0)  # keys right of the query are masked: bucket 0, as HF's
+    exact = num_buckets // 2
+    scale = (num_buckets - exact) / math.log(max_distance / exact)
+    log_spaced = exact + (torch.log(distance.clamp(min=exact).float() / exact) * scale).long()
+    return buckets + torch.where(distance < exact, distance, log_spaced.clamp(max=num_buckets - 1))
+
+
+class T5Bias(AttentionPositions):
+    """T5's relative position bias (Raffel et al. 2020): head h adds a learned scalar to the score of a query-key pair,
+    one per bucket of their distance (`t5_buckets`: two-sided in bidirectional attention, one-sided in causal). As in
+    T5, a stack shares one table across its layers. The table is `buckets`, not `table`: checkpoint loading cuts
+    tables named `positions.table` (learned absolute positions) to the data's lengths."""
+
+    def __init__(self, n_heads: int, head_dim: int, num_buckets: int = 32, max_distance: int = 128) -> None:
+        super().__init__(n_heads, head_dim)
+        self.num_buckets, self.max_distance = num_buckets, max_distance
+        self.buckets = nn.Embedding(num_buckets, n_heads)
+        nn.init.normal_(self.buckets.weight, std=(n_heads * head_dim) ** -0.5)  # HF's T5 init: d_model^-0.5
+
+    def bias(self, queries: int, keys: int, offset: int, causal: bool) -> torch.Tensor:
+        """(H, T, S): the head's value for the bucket of i - j, with -inf for keys after the query if causal."""
+        distance = key_distances(queries, keys, offset, self.buckets.weight.device)  # (T, S)
+        bias = self.buckets(t5_buckets(distance, not causal, self.num_buckets, self.max_distance)).permute(2, 0, 1)
         return bias.masked_fill(distance < 0, float("-inf")) if causal else bias
 
 
@@ -132,11 +196,20 @@ class Rotary(AttentionPositions):
 
 
 ABSOLUTE_POSITIONS = {"sinusoidal": SinusoidalPositions, "learned": LearnedPositions}
-ATTENTION_POSITIONS = {"alibi": ALiBi, "rope": Rotary}
-POSITION_CHOICES = [*ABSOLUTE_POSITIONS, *ATTENTION_POSITIONS]
+ATTENTION_POSITIONS = {"alibi": ALiBi, "rope": Rotary, "t5": T5Bias, "none": AttentionPositions}
 
 
 def attention_positions(positions: str | None, n_heads: int, head_dim: int) -> AttentionPositions:
-    """What self-attention does with `positions`: ALiBi or RoPE inside it; nothing for the absolute encodings, which
-    the embeddings add, nor for None."""
+    """What self-attention does with `positions`: ALiBi, RoPE or T5's bias inside it; nothing for the absolute
+    encodings, which the embeddings add, nor for `none` or None. A stack calls it once and shares the module."""
     return ATTENTION_POSITIONS.get(positions, AttentionPositions)(n_heads, head_dim)
+
+
+def check_order(key: str, positions: str, bidirectional: bool, stack: str = "the stack") -> None:
+    """ConfigError naming `key` for `none` (NoPE) in a stack that attends both ways: a causal mask tells positions
+    apart (a token sees as many keys as its position), nothing does in bidirectional attention."""
+    if positions == "none" and bidirectional:
+        others = [choice for choice in POSITION_CHOICES if choice != "none"]
+        raise ConfigError(
+            f"{key}=none: {stack} attends both ways, so nothing there tells positions apart; choose one of {others}"
+        )

@@ -6,7 +6,7 @@ Shapes: B batch, S source length, T target length, D d_model, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -24,7 +24,13 @@ from nlparena.networks.layers import (
     check_sizes,
     padding_mask,
 )
-from nlparena.networks.positions import POSITION_CHOICES
+from nlparena.networks.positions import (
+    POSITION_CHOICES,
+    AttentionPositions,
+    Positions,
+    attention_positions,
+    check_order,
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,10 @@ class TransformerConfig(AttentionStackConfig):
     """encoder layers (self-attention + feed-forward)"""
     num_decoder_layers: int = 2
     """decoder layers (causal self-attention + cross-attention + feed-forward)"""
-    positions: Literal["sinusoidal", "learned", "alibi", "rope"] = "sinusoidal"
+    positions: Positions = "sinusoidal"
     """positional encoding: fixed sinusoids (any length), a learned table (lengths seen in training), or, inside
-    self-attention, ALiBi's distance biases or rotary embeddings (RoPE)"""
+    self-attention, ALiBi's distance biases (two-sided in the encoder), rotary embeddings (RoPE) or T5's learned
+    bias per distance bucket; `none` is refused (the encoder attends both ways)"""
     norm_first: bool = True
     """pre-norm residual blocks (stable without warmup) instead of the paper's post-norm"""
     share_embeddings: bool = True
@@ -49,6 +56,7 @@ class TransformerConfig(AttentionStackConfig):
         super().__post_init__()
         check_sizes(self.group, num_encoder_layers=self.num_encoder_layers, num_decoder_layers=self.num_decoder_layers)
         check_choice(f"model.{self.group}.positions", self.positions, POSITION_CHOICES)
+        check_order(f"model.{self.group}.positions", self.positions, bidirectional=True, stack="the encoder")
         head_dim = self.d_model // self.n_heads
         if self.positions == "rope" and head_dim % 2:
             raise ConfigError(
@@ -79,7 +87,7 @@ class EncoderLayer(nn.Module):
 
     `ff_inner_dropout`: dropout also between the feed-forward block's two linear layers, as in
     `torch.nn.TransformerEncoderLayer`; BERT has none there. `positions`: the encoding, for those that act inside
-    attention (ALiBi, RoPE).
+    attention (ALiBi, RoPE, T5's bias): the stack's shared module, or a name for one of this layer's own.
     """
 
     def __init__(
@@ -91,7 +99,7 @@ class EncoderLayer(nn.Module):
         norm_first: bool,
         layer_norm_eps: float = 1e-5,
         ff_inner_dropout: bool = True,
-        positions: str | None = None,
+        positions: str | AttentionPositions | None = None,
     ) -> None:
         super().__init__()
         self.attn = SelfAttention(d_model, n_heads, dropout, positions)
@@ -119,7 +127,7 @@ class DecoderLayer(nn.Module):
         d_ff: int,
         dropout: float,
         norm_first: bool,
-        positions: str | None = None,
+        positions: str | AttentionPositions | None = None,
     ) -> None:
         super().__init__()
         self.self_attn = SelfAttention(d_model, n_heads, dropout, positions, causal=True)
@@ -181,11 +189,15 @@ class Transformer(nn.Module):
         shared = self.src_embed.tokens if c.share_embeddings else None
         self.tgt_embed = TokenEmbedding(vocab_size, c.d_model, max_len, c.positions, c.dropout, pad_id, tokens=shared)
         layer_args = (c.d_model, c.n_heads, c.d_ff, c.dropout, c.norm_first)
-        # Absolute positions are added by the embeddings; self-attention takes the others (positions.py).
-        self.encoder = nn.ModuleList(
-            EncoderLayer(*layer_args, positions=c.positions) for _ in range(c.num_encoder_layers)
+        # Absolute positions are added by the embeddings; self-attention takes the others (positions.py), one module
+        # per stack shared by its layers (T5's bias is one table per stack, as in T5).
+        encoder_positions, decoder_positions = (
+            attention_positions(c.positions, c.n_heads, c.d_model // c.n_heads) for _ in range(2)
         )
-        self.decoder = nn.ModuleList(DecoderLayer(*layer_args, c.positions) for _ in range(c.num_decoder_layers))
+        self.encoder = nn.ModuleList(
+            EncoderLayer(*layer_args, positions=encoder_positions) for _ in range(c.num_encoder_layers)
+        )
+        self.decoder = nn.ModuleList(DecoderLayer(*layer_args, decoder_positions) for _ in range(c.num_decoder_layers))
         # Pre-norm stacks end with a LayerNorm; post-norm layers already end normalised.
         self.encoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
         self.decoder_norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
