@@ -47,6 +47,18 @@ MODELS = {
         "--optimizer.init_args.lr=0.003",
         "--trainer.max_epochs=3",
     ],
+    "DecoderOnly": [
+        "--model=DecoderOnly",
+        "--model.decoder.d_model=32",
+        "--model.decoder.n_heads=2",
+        "--model.decoder.d_ff=64",
+        "--model.decoder.num_layers=2",
+        "--model.decoder.dropout=0.0",
+        "--model.decoder.attention=prefix",
+        "--data.train_size=4000",
+        "--optimizer.init_args.lr=0.003",
+        "--trainer.max_epochs=8",
+    ],
 }
 
 

@@ -28,7 +28,7 @@ from nlparena.networks.layers import (
     check_choice,
     check_sizes,
 )
-from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, attention_positions
+from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, Positions, attention_positions
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class DecoderOnlyConfig(AttentionStackConfig):
 
     num_layers: int = 4
     """layers (self-attention + feed-forward) of the one stack"""
-    positions: Literal["sinusoidal", "learned", "alibi", "rope", "t5", "none"] = "sinusoidal"
+    positions: Positions = "sinusoidal"
     """positional encoding: fixed sinusoids, a learned table, or inside self-attention ALiBi's distance biases,
     rotary embeddings (RoPE), T5's bucketed relative bias; `none` (NoPE): the causal mask alone tells positions apart"""
     attention: Literal["causal", "prefix"] = "causal"
@@ -51,7 +51,7 @@ class DecoderOnlyConfig(AttentionStackConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_sizes(self.group, num_layers=self.num_layers)
-        check_choice(f"model.{self.group}.positions", self.positions, [*POSITION_CHOICES, "none"])
+        check_choice(f"model.{self.group}.positions", self.positions, POSITION_CHOICES)
         check_choice(f"model.{self.group}.attention", self.attention, ["causal", "prefix"])
         if self.positions == "none" and self.attention == "prefix":
             raise ConfigError(
