@@ -144,4 +144,3 @@ def test_attention_weights_are_over_the_source_columns_as_given_and_zero_on_padd
     assert weights[0, :, -3:].eq(0).all() and weights[0, :, :-3].gt(0).all()
     alone = net.attention_weights(net.encode(src[:1, :-3]), tgt_in[:1])
     torch.testing.assert_close(weights[:1, :, :-3], alone, atol=1e-6, rtol=1e-5)
-

@@ -28,7 +28,7 @@ from nlparena.networks.layers import (
     check_choice,
     check_sizes,
 )
-from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, Positions, attention_positions
+from nlparena.networks.positions import ABSOLUTE_POSITIONS, Positions, attention_positions, check_positions
 
 
 @dataclass(frozen=True)
@@ -51,18 +51,12 @@ class DecoderOnlyConfig(AttentionStackConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_sizes(self.group, num_layers=self.num_layers)
-        check_choice(f"model.{self.group}.positions", self.positions, POSITION_CHOICES)
         check_choice(f"model.{self.group}.attention", self.attention, ["causal", "prefix"])
+        check_positions(f"model.{self.group}.positions", self.positions, self.d_model, self.n_heads)
         if self.positions == "none" and self.attention == "prefix":
             raise ConfigError(
                 f"model.{self.group}.positions=none with model.{self.group}.attention=prefix: the source attends both "
                 "ways and nothing else carries its order; choose attention=causal, or other positions"
-            )
-        head_dim = self.d_model // self.n_heads
-        if self.positions == "rope" and head_dim % 2:
-            raise ConfigError(
-                f"model.{self.group}.positions=rope: rotates pairs of dimensions, so d_model / n_heads must be even, "
-                f"not {self.d_model} / {self.n_heads} = {head_dim}"
             )
 
 

@@ -213,3 +213,16 @@ def check_order(key: str, positions: str, bidirectional: bool, stack: str = "the
         raise ConfigError(
             f"{key}=none: {stack} attends both ways, so nothing there tells positions apart; choose one of {others}"
         )
+
+
+def check_positions(key: str, positions: str, d_model: int, n_heads: int) -> None:
+    """ConfigError naming `key` unless `positions` is a choice that these sizes allow (RoPE rotates pairs of
+    dimensions: the head width must be even)."""
+    if positions not in POSITION_CHOICES:
+        raise ConfigError(f"{key}={positions!r}: choose one of {POSITION_CHOICES}")
+    head_dim = d_model // n_heads
+    if positions == "rope" and head_dim % 2:
+        raise ConfigError(
+            f"{key}=rope: rotates pairs of dimensions, so d_model / n_heads must be even, not {d_model} / {n_heads} "
+            f"= {head_dim}"
+        )

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from nlparena.data.vocab import PAD
-from nlparena.errors import ConfigError
 from nlparena.networks.layers import (
     AttentionStackConfig,
     CrossAttention,
@@ -20,16 +19,15 @@ from nlparena.networks.layers import (
     FeedForward,
     SelfAttention,
     TokenEmbedding,
-    check_choice,
     check_sizes,
     padding_mask,
 )
 from nlparena.networks.positions import (
-    POSITION_CHOICES,
     AttentionPositions,
     Positions,
     attention_positions,
     check_order,
+    check_positions,
 )
 
 
@@ -55,14 +53,9 @@ class TransformerConfig(AttentionStackConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_sizes(self.group, num_encoder_layers=self.num_encoder_layers, num_decoder_layers=self.num_decoder_layers)
-        check_choice(f"model.{self.group}.positions", self.positions, POSITION_CHOICES)
-        check_order(f"model.{self.group}.positions", self.positions, bidirectional=True, stack="the encoder")
-        head_dim = self.d_model // self.n_heads
-        if self.positions == "rope" and head_dim % 2:
-            raise ConfigError(
-                f"model.{self.group}.positions=rope: rotates pairs of dimensions, so d_model / n_heads must be even, "
-                f"not {self.d_model} / {self.n_heads} = {head_dim}"
-            )
+        key = f"model.{self.group}.positions"
+        check_positions(key, self.positions, self.d_model, self.n_heads)
+        check_order(key, self.positions, bidirectional=True, stack="the encoder")
 
 
 @dataclass
