@@ -5,7 +5,7 @@ import torch
 
 from nlparena.data.vocab import EOS, NUM_SPECIALS, PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.decoder_only import DecoderOnly, DecoderOnlyConfig
+from nlparena.networks.decoder_only import DecoderOnly, DecoderOnlyClassifier, DecoderOnlyConfig
 from nlparena.networks.decoding import beam_search, greedy_decode, sequence_log_prob
 from tests.conftest import BATCH, D_FF, D_MODEL, HEADS, MAX_LEN, SRC_LEN, TGT_LEN, VOCAB
 
@@ -144,3 +144,16 @@ def test_attention_weights_are_over_the_source_columns_as_given_and_zero_on_padd
     assert weights[0, :, -3:].eq(0).all() and weights[0, :, :-3].gt(0).all()
     alone = net.attention_weights(net.encode(src[:1, :-3]), tgt_in[:1])
     torch.testing.assert_close(weights[:1, :, :-3], alone, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_the_classifier_reads_each_text_whatever_its_padding(pooling):
+    torch.manual_seed(0)
+    config = DecoderOnlyConfig(d_model=D_MODEL, n_heads=HEADS, d_ff=D_FF, num_layers=2, dropout=0.0)
+    net = DecoderOnlyClassifier(config, VOCAB, MAX_LEN, num_classes=3, pooling=pooling).eval()
+    ids = padded_sources()  # row 0 ends with padding
+    logits = net(ids)
+    torch.testing.assert_close(logits[:1], net(ids[:1, :-3]), atol=1e-5, rtol=1e-4)
+    changed = ids.clone()
+    changed[1, 0] = (ids[1, 0] - NUM_SPECIALS + 1) % (VOCAB - NUM_SPECIALS) + NUM_SPECIALS
+    assert not torch.allclose(net(changed)[1], logits[1])  # the pooled state has read the first token
