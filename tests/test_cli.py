@@ -52,8 +52,8 @@ def one_line_error(capsys, *args: str) -> str:
     [
         (
             ["--model=Transformr", "--data=Copy"],
-            "--model Transformr: unknown model; choose one of BertClassifier, BertPretraining, RNNClassifier, Seq2Seq, "
-            "Seq2SeqAttention, Transformer",
+            "--model Transformr: unknown model; choose one of BertClassifier, BertPretraining, DecoderOnly, "
+            "DecoderOnlyClassifier, RNNClassifier, Seq2Seq, Seq2SeqAttention, Transformer",
         ),
         (
             ["--model=Transformer", "--data=Revers"],
