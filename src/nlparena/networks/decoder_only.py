@@ -10,7 +10,6 @@ Shapes: B batch, S source length, T target length, L = S + T, D d_model, H heads
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -24,11 +23,12 @@ from nlparena.networks.layers import (
     Dropout,
     FeedForward,
     SelfAttention,
+    TokenEmbedding,
     attention_weights,
     check_choice,
     check_sizes,
 )
-from nlparena.networks.positions import ABSOLUTE_POSITIONS, Positions, attention_positions, check_positions
+from nlparena.networks.positions import Positions, attention_positions, check_positions
 
 
 @dataclass(frozen=True)
@@ -95,25 +95,6 @@ def allowed_keys(real: torch.Tensor, length: int, prefix: int) -> torch.Tensor:
     return ((structure & keys[:, None, :]) | torch.eye(length, dtype=torch.bool, device=real.device))[:, None]
 
 
-class PromptEmbedding(nn.Module):
-    """Token embedding scaled by sqrt(D), plus absolute positions counted from each row's first real token."""
-
-    def __init__(self, vocab_size: int, d_model: int, max_len: int, positions: str, dropout: float, pad_id: int):
-        super().__init__()
-        self.tokens = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        absolute = ABSOLUTE_POSITIONS.get(positions)
-        self.positions = absolute(d_model, max_len) if absolute else None
-        self.scale = math.sqrt(d_model)
-        self.dropout = Dropout(dropout)
-
-    def forward(self, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) at positions `position` (B, T) -> (B, T, D)."""
-        x = self.tokens(ids) * self.scale
-        if self.positions is not None:
-            x = x + self.positions(int(position.max()) + 1)[position]  # refuses positions beyond the table
-        return self.dropout(x)
-
-
 class DecoderOnlyLayer(nn.Module):
     """Self-attention over everything allowed, then feed-forward, each in a residual block (pre- or post-norm)."""
 
@@ -175,7 +156,7 @@ class DecoderStack(nn.Module):
         super().__init__()
         c = config
         self.prefix = c.attention == "prefix"
-        self.embed = PromptEmbedding(vocab_size, c.d_model, table_len, c.positions, c.dropout, pad_id)
+        self.embed = TokenEmbedding(vocab_size, c.d_model, table_len, c.positions, c.dropout, pad_id)
         shared = attention_positions(c.positions, c.n_heads, c.d_model // c.n_heads)  # one module for the stack
         self.layers = nn.ModuleList(DecoderOnlyLayer(c, shared) for _ in range(c.num_layers))
         self.norm = nn.LayerNorm(c.d_model) if c.norm_first else nn.Identity()
@@ -188,16 +169,26 @@ class DecoderStack(nn.Module):
         first = prompt.real.shape[1] - prompt.real.sum(1, keepdim=True)  # (B, 1) padding before the source
         return (torch.arange(start, start + length, device=first.device)[None, :] - first).clamp(min=0)
 
-    def forward(self, prompt: Prompt, tgt_in: torch.Tensor, weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        prompt: Prompt,
+        tgt_in: torch.Tensor,
+        weights: list[torch.Tensor] | None = None,
+        kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """The normalised last layer's states (B, L, D) of the source followed by tgt_in (B, T; T may be 0); each
-        layer's attention weights (B, H, L, L) are appended to `weights` when it is a list."""
+        layer's attention weights (B, H, L, L) are appended to `weights`, its keys/values (B, H, L, Dh) to `kv`, when
+        they are lists."""
         ids = torch.cat([prompt.ids, tgt_in], dim=1)  # (B, L)
-        x = self.embed(ids, self.positions(prompt, 0, ids.shape[1]))
+        x = self.embed(ids, position=self.positions(prompt, 0, ids.shape[1]))
         allowed = allowed_keys(prompt.real, ids.shape[1], prompt.ids.shape[1] if self.prefix else 0)
         for layer in self.layers:
             if weights is not None:
                 weights.append(layer.weights(x, allowed))
-            x = layer(x, layer.keys_values(x, 0), allowed)
+            layer_kv = layer.keys_values(x, 0)
+            if kv is not None:
+                kv.append(layer_kv)
+            x = layer(x, layer_kv, allowed)
         return self.norm(x)
 
 
@@ -242,19 +233,14 @@ class DecoderOnly(nn.Module):
 
     def init_cache(self, prompt: Prompt) -> PromptCache:
         """Every layer's keys/values of the source."""
-        stack, S = self.stack, prompt.ids.shape[1]
-        x = stack.embed(prompt.ids, stack.positions(prompt, 0, S))
-        allowed = allowed_keys(prompt.real, S, S if stack.prefix else 0)
         cache = PromptCache([])
-        for layer in stack.layers:
-            cache.kv.append(layer.keys_values(x, 0))
-            x = layer(x, cache.kv[-1], allowed)
+        self.stack(prompt, prompt.ids[:, :0], kv=cache.kv)
         return cache
 
     def decode_step(self, prompt: Prompt, token: torch.Tensor, cache: PromptCache) -> torch.Tensor:
         """One step with the cache: token (B,) -> logits (B, V) for the next position."""
         stack, at = self.stack, prompt.ids.shape[1] + cache.step  # the token's column
-        x = stack.embed(token.unsqueeze(1), stack.positions(prompt, at, 1))  # (B, 1, D)
+        x = stack.embed(token.unsqueeze(1), position=stack.positions(prompt, at, 1))  # (B, 1, D)
         allowed = torch.cat([prompt.real, prompt.real.new_ones(len(token), cache.step + 1)], dim=1)[:, None, None]
         for i, layer in enumerate(stack.layers):
             k, v = layer.keys_values(x, at)  # (B, H, 1, Dh)

@@ -303,9 +303,11 @@ class TokenEmbedding(nn.Module):
         self.scale = math.sqrt(d_model)
         self.dropout = Dropout(dropout)
 
-    def forward(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """(B, T) ids -> (B, T, D)."""
+    def forward(self, ids: torch.Tensor, offset: int = 0, position: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids at positions offset.., or at `position` (B, T) where each row has its own -> (B, T, D)."""
         x = self.tokens(ids) * self.scale
-        if self.positions is not None:
+        if self.positions is not None and position is not None:
+            x = x + self.positions(int(position.max()) + 1)[position]  # refuses positions beyond the table
+        elif self.positions is not None:
             x = x + self.positions(ids.shape[1], offset)
         return self.dropout(x)
