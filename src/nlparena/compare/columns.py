@@ -87,13 +87,14 @@ def bounds(column: str) -> tuple[float, float] | None:
 
 def header(column: str, comparison: Comparison, metric: str, mode: str) -> str:
     """A column's header: the logged name of a metric (`test/exact_match`), a few words for the others."""
+    reaching = f"{metric} {'≥' if mode == 'max' else '≤'} {comparison.target}"
     names = {
         "fit_seconds": "fit (s)",
         "samples_per_second": "samples/s",
         "tokens_per_second": "tokens/s",
-        "steps_to_target": f"steps to {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
-        "epochs_to_target": f"epochs to {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
-        "reached_target": f"reached {metric} {'≥' if mode == 'max' else '≤'} {comparison.target}",
+        "steps_to_target": f"steps to {reaching}",
+        "epochs_to_target": f"epochs to {reaching}",
+        "reached_target": f"reached {reaching}",
         f"best_{metric.replace('/', '_')}": f"best {metric}",
     }
     return names.get(column, column.replace("test_", "test/", 1) if column.startswith("test_") else column)

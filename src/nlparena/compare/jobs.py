@@ -190,9 +190,9 @@ def worker_argv(
     """The worker's arguments for one trial (see `nlparena.compare.worker`); `search_pid`: a search trial's, the
     compare process it reports to (0 where it may run on another machine); `stop_at`: the target at which it stops
     (`stop_at_target`)."""
-    search = ["--search", str(search_pid)] if search_pid is not None else []
-    search += ["--stop_at_target", repr(stop_at)] if stop_at is not None else []
-    return ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version), *search, "--", *fit_args]
+    options = ["--search", str(search_pid)] if search_pid is not None else []
+    options += ["--stop_at_target", repr(stop_at)] if stop_at is not None else []
+    return ["--save_dir", str(save_dir), "--name", str(name), "--version", str(version), *options, "--", *fit_args]
 
 
 def trial_log(argv: list[str]) -> Path:
