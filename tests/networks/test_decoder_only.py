@@ -120,6 +120,18 @@ def test_beam_search_finds_the_most_likely_output_that_brute_force_enumeration_f
     assert found  # some most likely outputs end early (EOS), as well as some at the length limit
 
 
+def test_prefix_alibi_looks_both_ways_across_the_source_heads_and_left_in_every_target_head():
+    net = network(positions="alibi", attention="prefix")
+    weights: list[torch.Tensor] = []
+    net.stack(net.encode(tokens(SRC_LEN)), tokens(TGT_LEN), weights)
+    w = weights[0]  # (B, H, L, L), the source in columns 0 .. SRC_LEN - 1
+    left_of = torch.ones(w.shape[-1], w.shape[-1]).tril(-1).bool()  # (L, L) keys left of the query
+    to_left = (w * left_of).sum(-1)  # (B, H, L)
+    looks_right = torch.arange(HEADS) >= (HEADS + 1) // 2  # the second half of the heads, in the source
+    assert (to_left[:, looks_right, 1:SRC_LEN] == 0).all() and (to_left[:, ~looks_right, 1:SRC_LEN] > 0).all()
+    assert (to_left[:, :, SRC_LEN:] > 0).all()  # the target rows are causal: every head reads what came before
+
+
 def test_greedy_decoding_with_and_without_cache_gives_the_same_tokens():
     net, src = network(positions="rope", attention="prefix"), padded_sources()
     assert torch.equal(greedy_decode(net, src, MAX_LEN - 1), greedy_decode(net, src, MAX_LEN - 1, use_cache=False))

@@ -71,7 +71,8 @@ def test_alibi_bias_depends_on_the_distance_only_and_grows_with_it():
     near = alibi.bias(5, 7, offset=0, causal=False)  # (H, 5, 7): queries at 0..4, keys at 0..6
     shifted = alibi.bias(5, 17, offset=10, causal=False)[:, :, 10:]  # queries at 10..14, keys at 10..16
     torch.testing.assert_close(near, shifted)
-    assert (near[:, 0, 1:] < near[:, 0, :-1]).all()  # farther keys get a lower score
+    last = alibi.bias(1, 7, offset=6, causal=True)[:, 0]  # (H, 7): the query at 6 over keys 0..6
+    assert (last[:, :-1] < last[:, 1:]).all()  # farther keys get a lower score
     assert (alibi.slopes.flatten()[1:] < alibi.slopes.flatten()[:-1]).all()  # one slope per head, geometric
     causal = alibi.bias(3, 3, offset=0, causal=True)
     assert torch.isinf(causal[:, 0, 1:]).all() and torch.isfinite(causal[:, 2]).all()

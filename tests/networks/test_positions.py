@@ -34,8 +34,10 @@ def test_attention_bias_depends_on_the_offset_between_query_and_key_only(name, c
     if causal:
         assert torch.isneginf(whole.triu(1)[:, torch.ones(length, length).triu(1).bool()]).all()
         assert torch.isfinite(whole.tril()[:, torch.ones(length, length).tril().bool()]).all()
-    else:
+    elif name == "t5":
         assert torch.isfinite(whole).all()
+    else:  # ALiBi: each head sees one whole side, the query's own key included
+        assert (torch.isfinite(whole.tril()).all(-1).all(-1) ^ torch.isfinite(whole.triu()).all(-1).all(-1)).all()
 
 
 @pytest.mark.parametrize("n_heads", [1, 2, 3, 4, 8])
@@ -44,14 +46,24 @@ def test_bidirectional_alibi_biases_a_key_at_distance_d_to_the_left_differently_
     for d in (1, 2, 5):
         bias = alibi.bias(1, 2 * d + 1, offset=d, causal=False)[:, 0]  # (H, S): the query at d, keys 0 .. 2d
         assert (bias[:, 0] != bias[:, 2 * d]).all(), d  # every head tells left from right
-        assert (bias[:, 1 : d + 1] > bias[:, :d]).all() and (bias[:, d + 1 :] < bias[:, d:-1]).all()  # farther: lower
+        seen = bias.isfinite()  # (H, S): one whole side and the query itself
+        left, right = bias[:, : d + 1], bias[:, d:]
+        assert (seen[:, : d + 1].all(1) ^ seen[:, d:].all(1)).all()
+        assert ((left[:, 1:] > left[:, :-1]) | ~seen[:, 1 : d + 1]).all()  # farther left: lower
+        assert ((right[:, 1:] < right[:, :-1]) | ~seen[:, d + 1 :]).all()  # farther right: lower
 
 
-def test_bidirectional_alibi_slopes_to_the_right_are_those_to_the_left_in_reversed_head_order():
-    alibi = ALiBi(n_heads=4, head_dim=8)
-    left, right = alibi.slopes.flatten(), alibi.right_slopes.flatten()
-    torch.testing.assert_close(left, torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8]))
-    torch.testing.assert_close(right, left.flip(0))  # a head that looks far to the left looks near to the right
+@pytest.mark.parametrize("n_heads", [1, 2, 3, 4, 8])
+def test_bidirectional_alibi_halves_look_one_way_each_with_the_papers_slopes_for_half_the_heads(n_heads):
+    alibi = ALiBi(n_heads=n_heads, head_dim=8)
+    bias = alibi.bias(7, 7, offset=0, causal=False)  # (H, T, S)
+    left = (n_heads + 1) // 2
+    for head in range(n_heads):
+        looks_left, count, h = (True, left, head + 1) if head < left else (False, n_heads - left, head - left + 1)
+        slope = 2.0 ** (-8.0 * h / count)  # the paper's h-th slope for `count` heads
+        distance = key_distances(7, 7, offset=0, device=torch.device("cpu")).double()  # i - j
+        expected = (-slope * distance.abs()).masked_fill(distance < 0 if looks_left else distance > 0, float("-inf"))
+        torch.testing.assert_close(bias[head].double(), expected)
 
 
 @pytest.mark.parametrize("n_heads", [1, 3, 4, 8])

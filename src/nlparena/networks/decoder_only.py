@@ -105,40 +105,52 @@ class DecoderOnlyLayer(nn.Module):
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.norm1, self.norm2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
         self.dropout = Dropout(c.dropout)
-        self.norm_first, self.one_sided = c.norm_first, c.attention == "causal"
+        self.norm_first = c.norm_first
 
     def keys_values(self, x: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys (rotated at positions offset..) and values of x (B, T, D) as this layer's attention sees it."""
         return self.attn.keys_values(self.norm1(x) if self.norm_first else x, offset)
 
     def attention(
-        self, h: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor, offset: int
+        self, h: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor, offset: int, prefix: int
     ) -> torch.Tensor:
         """h (B, T, D) at positions offset.. over keys/values (B, H, S, Dh) at 0..; allowed (B, 1, T, S) bool."""
         q = self.attn.positions.rotate(self.attn.queries(h), offset)
-        return self.attn.attend(q, *kv, self.mask(allowed, offset, q.dtype), False)
+        return self.attn.attend(q, *kv, self.mask(allowed, offset, q.dtype, prefix), False)
 
-    def mask(self, allowed: torch.Tensor, offset: int, dtype: torch.dtype) -> torch.Tensor:
-        """SDPA's attn_mask: `allowed`, or the positions' bias (one-sided in causal attention) where it is True."""
+    def mask(self, allowed: torch.Tensor, offset: int, dtype: torch.dtype, prefix: int = 0) -> torch.Tensor:
+        """SDPA's attn_mask: `allowed`, or the positions' bias where it is True: two-sided on the rows of the `prefix`
+        columns, which attend both ways, one-sided (causal) on the others, which see no later key."""
         T, S = allowed.shape[-2:]
-        bias = self.attn.positions.bias(T, S, offset, self.one_sided)  # (H, T, S) or None
-        return allowed if bias is None else bias.to(dtype).unsqueeze(0).masked_fill(~allowed, float("-inf"))
+        bias = self.attn.positions.bias(T, S, offset, True)  # (H, T, S) or None
+        if bias is None:
+            return allowed
+        if prefix > offset:
+            both_ways = torch.arange(offset, offset + T, device=bias.device)[:, None] < prefix  # (T, 1)
+            bias = torch.where(both_ways, self.attn.positions.bias(T, S, offset, False), bias)
+        return bias.to(dtype).unsqueeze(0).masked_fill(~allowed, float("-inf"))
 
-    def weights(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def weights(self, x: torch.Tensor, allowed: torch.Tensor, prefix: int) -> torch.Tensor:
         """The attention weights (B, H, L, L) of x (B, L, D) from position 0."""
         h = self.norm1(x) if self.norm_first else x
         q = self.attn.positions.rotate(self.attn.queries(h))
         k, _ = self.attn.keys_values(h)
-        return attention_weights(q, k, self.mask(allowed, 0, q.dtype), False)
+        return attention_weights(q, k, self.mask(allowed, 0, q.dtype, prefix), False)
 
     def forward(
-        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], allowed: torch.Tensor, offset: int = 0
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        allowed: torch.Tensor,
+        offset: int = 0,
+        prefix: int = 0,
     ) -> torch.Tensor:
-        """x (B, T, D) at positions offset.., attending to the keys/values kv of positions 0.. (its own included)."""
+        """x (B, T, D) at positions offset.., attending to the keys/values kv of positions 0.. (its own included);
+        the first `prefix` columns attend both ways."""
         if self.norm_first:
-            x = x + self.dropout(self.attention(self.norm1(x), kv, allowed, offset))
+            x = x + self.dropout(self.attention(self.norm1(x), kv, allowed, offset, prefix))
             return x + self.dropout(self.ff(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attention(x, kv, allowed, offset)))
+        x = self.norm1(x + self.dropout(self.attention(x, kv, allowed, offset, prefix)))
         return self.norm2(x + self.dropout(self.ff(x)))
 
 
@@ -181,14 +193,15 @@ class DecoderStack(nn.Module):
         they are lists."""
         ids = torch.cat([prompt.ids, tgt_in], dim=1)  # (B, L)
         x = self.embed(ids, position=self.positions(prompt, 0, ids.shape[1]))
-        allowed = allowed_keys(prompt.real, ids.shape[1], prompt.ids.shape[1] if self.prefix else 0)
+        prefix = prompt.ids.shape[1] if self.prefix else 0  # the columns that attend both ways
+        allowed = allowed_keys(prompt.real, ids.shape[1], prefix)
         for layer in self.layers:
             if weights is not None:
-                weights.append(layer.weights(x, allowed))
+                weights.append(layer.weights(x, allowed, prefix))
             layer_kv = layer.keys_values(x, 0)
             if kv is not None:
                 kv.append(layer_kv)
-            x = layer(x, layer_kv, allowed)
+            x = layer(x, layer_kv, allowed, 0, prefix)
         return self.norm(x)
 
 

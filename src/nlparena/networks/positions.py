@@ -84,39 +84,46 @@ def key_distances(queries: int, keys: int, offset: int, device: torch.device) ->
     return torch.arange(offset, offset + queries, device=device)[:, None] - torch.arange(keys, device=device)[None, :]
 
 
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """ALiBi's slopes for n_heads heads (Press et al. 2022): the geometric sequence m_h = 2^(-8 h / n_heads),
+    h = 1..n_heads; (n_heads,)."""
+    return torch.tensor([2.0 ** (-8.0 * h / n_heads) for h in range(1, n_heads + 1)])
+
+
 class ALiBi(AttentionPositions):
     """Attention with linear biases (Press et al. 2022, "Train Short, Test Long"): no position vectors; head h adds
     -m_h (i - j) to the score of query i for a key j to its left, with the paper's geometric slopes m_h = 2^(-8 h / H),
     h = 1..H. The bias depends on the offset between query and key only, so nothing is tied to an absolute position
     the training data may not have had. In causal attention this is exactly the paper's.
 
-    Bidirectional attention (an encoder) also sees keys to the right, j > i. They get -m'_h (j - i), with the same
-    slopes in reversed head order, m'_h = m_{H+1-h}: a head that looks far to the left looks near to the right. A
-    symmetric bias, -m_h |i - j|, carries no direction: the encoder of a reversed source then gives the reversed states,
-    and cross-attention reads them as a set, so a decoder cannot tell a source from its reverse (it did not learn Copy
-    or Reverse, `configs/experiments/positions_*.yaml`). With two slopes, how much weight a token keeps for itself and
-    its left and right neighbours depends on its distances to each end of the sequence differently, which locates it.
-    Where reversing leaves a head's slopes equal (the middle head when H is odd, the only one when H = 1) its right
-    slope is halved, so that no head is symmetric.
+    Bidirectional attention (an encoder) also sees keys to the right: there the first ceil(H / 2) heads look left only
+    and the others right only (keys on the other side masked), each half with the paper's slopes for its number of
+    heads, so that each direction has the paper's whole range, 2^(-16 / H) .. 2^(-8): causal ALiBi run forwards and
+    backwards, as a bidirectional RNN's two directions. This is the limit of separate slopes for keys to the left and
+    to the right (infinite on one side). A symmetric bias, -m_h |i - j|, carries no direction: the encoder of a
+    reversed source gives the reversed states, and cross-attention reads them as a set, so a decoder cannot tell a
+    source from its reverse (0.03-0.04 validation exact match on Copy and Reverse). Finite slopes on both sides, the
+    paper's on the left and the same in reversed head order on the right, tell directions apart only weakly (Reverse,
+    validation exact match after 12 epochs at lr 3e-3, seed 0: 0.70, against 0.91 with one-sided halves). With H = 1
+    the one head looks left: the encoder is then causal.
     """
 
     def __init__(self, n_heads: int, head_dim: int) -> None:
         super().__init__(n_heads, head_dim)
-        slopes = torch.tensor([2.0 ** (-8.0 * h / n_heads) for h in range(1, n_heads + 1)])
-        right = slopes.flip(0)
-        if n_heads % 2:
-            right[n_heads // 2] /= 2
-        self.register_buffer("slopes", slopes.view(n_heads, 1, 1), persistent=False)  # keys left of the query
-        self.register_buffer("right_slopes", right.view(n_heads, 1, 1), persistent=False)  # keys right of it
+        left = (n_heads + 1) // 2
+        halves = torch.cat([alibi_slopes(left), alibi_slopes(n_heads - left)])
+        self.register_buffer("slopes", alibi_slopes(n_heads).view(n_heads, 1, 1), persistent=False)  # causal
+        self.register_buffer("half_slopes", halves.view(n_heads, 1, 1), persistent=False)  # bidirectional
+        self.register_buffer("looks_left", (torch.arange(n_heads) < left).view(n_heads, 1, 1), persistent=False)
 
     def bias(self, queries: int, keys: int, offset: int, causal: bool) -> torch.Tensor:
-        """(H, T, S): -m_h (i - j) for keys left of the query, -m'_h (j - i) for those right of it, or -inf for them if
-        causal."""
+        """(H, T, S): -m_h |i - j|, -inf for keys right of the query if causal; else each half's slopes, -inf for keys
+        on the side a head does not look to."""
         distance = key_distances(queries, keys, offset, self.slopes.device).to(self.slopes.dtype)  # (T, S) i - j
-        left = -self.slopes * distance.clamp(min=0)  # (H, T, S)
         if causal:
-            return left.masked_fill(distance < 0, float("-inf"))
-        return left + self.right_slopes * distance.clamp(max=0)
+            return (-self.slopes * distance).masked_fill(distance < 0, float("-inf"))
+        other_side = torch.where(self.looks_left, distance < 0, distance > 0)  # (H, T, S)
+        return (-self.half_slopes * distance.abs()).masked_fill(other_side, float("-inf"))
 
 
 def t5_buckets(distance: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:

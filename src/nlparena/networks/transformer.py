@@ -43,8 +43,8 @@ class TransformerConfig(AttentionStackConfig):
     """decoder layers (causal self-attention + cross-attention + feed-forward)"""
     positions: Positions = "sinusoidal"
     """positional encoding: fixed sinusoids (any length), a learned table (lengths seen in training), or, inside
-    self-attention, ALiBi's distance biases (two-sided in the encoder), rotary embeddings (RoPE) or T5's learned
-    bias per distance bucket; `none` is refused (the encoder attends both ways)"""
+    self-attention, ALiBi's distance biases (in the encoder, half the heads look left and half right), rotary
+    embeddings (RoPE) or T5's learned bias per distance bucket; `none` is refused (the encoder attends both ways)"""
     norm_first: bool = True
     """pre-norm residual blocks (stable without warmup) instead of the paper's post-norm"""
     share_embeddings: bool = True
