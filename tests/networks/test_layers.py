@@ -187,3 +187,19 @@ def test_attention_dropout_leaves_the_expected_output_that_of_no_dropout():
     assert torch.allclose(mean, expected, atol=0.03)
     one_draw = layers.attention_with_dropout(q[:1], k[:1], v[:1], mask[:1], False, 0.3)[0]
     assert not torch.allclose(one_draw, expected, atol=0.03)  # each draw drops weights; only their mean is unbiased
+
+
+@pytest.mark.parametrize("positions", ["alibi", "t5"])
+def test_every_query_keeps_a_key_under_a_bias_even_at_the_padding(positions, monkeypatch):
+    # ALiBi's right-looking encoder heads leave a padding query at the end only padding to its right; some SDPA
+    # kernels answer a row with no key with NaN, which then reaches the real tokens through 0 * NaN
+    attn = SelfAttention(D_MODEL, HEADS, positions=positions).eval()
+    masks = []
+    monkeypatch.setattr(attn, "attend", lambda q, k, v, mask, is_causal: masks.append(mask) or q.new_zeros(1))
+    key_mask = torch.ones(BATCH, SRC_LEN, dtype=torch.bool)
+    key_mask[0, -3:] = False  # a shorter row, padded at the end
+    attn(torch.randn(BATCH, SRC_LEN, D_MODEL), key_mask)
+    assert not masks[0].isneginf().all(-1).any()  # no query is left without a key
+    real = key_mask[:, None, :, None] & key_mask[:, None, None, :]  # (B, 1, T, S) between real tokens
+    unbiased = attn.positions.bias(SRC_LEN, SRC_LEN, 0, False).expand_as(masks[0])
+    torch.testing.assert_close(masks[0].masked_select(real), unbiased.masked_select(real))  # unchanged there

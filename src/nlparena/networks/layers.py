@@ -251,12 +251,18 @@ class SelfAttention(MultiHeadAttention):
         mask and the causal order into one float mask.
 
         The bias is the one of this layer's direction, `self.causal`, also in a cached step (`is_causal` False: no key
-        after the query to mask): T5's causal buckets are one-sided, its bidirectional ones are not."""
+        after the query to mask): T5's causal buckets are one-sided, its bidirectional ones are not. A query keeps its
+        own key even where it is padding: ALiBi's heads that look one way would leave a padding query at the end of a
+        sequence no key at all, a row that some SDPA kernels answer with NaN (its output is never read)."""
         mask = heads_mask(key_mask)  # (B, 1, 1, S) or None
-        bias = self.positions.bias(q.shape[2], k.shape[2], offset, self.causal)  # (H, T, S) or None
+        T, S = q.shape[2], k.shape[2]
+        bias = self.positions.bias(T, S, offset, self.causal)  # (H, T, S) or None
         if bias is not None:
             bias = bias.to(q.dtype).unsqueeze(0)  # (1, H, T, S), causal order folded in
-            mask, is_causal = (bias if mask is None else bias.masked_fill(~mask, float("-inf"))), False
+            if mask is not None:
+                itself = torch.arange(offset, offset + T, device=q.device)[:, None] == torch.arange(S, device=q.device)
+                bias = bias.masked_fill(~(mask | itself), float("-inf"))
+            mask, is_causal = bias, False
         return self.attend(q, k, v, mask, is_causal)
 
 
