@@ -16,7 +16,13 @@ from torch import nn
 
 from nlparena.data.vocab import BOS, PAD
 from nlparena.errors import ConfigError
-from nlparena.networks.positions import ABSOLUTE_POSITIONS, POSITION_CHOICES, AttentionPositions, attention_positions
+from nlparena.networks.positions import (
+    ABSOLUTE_POSITIONS,
+    POSITION_CHOICES,
+    AttentionPositions,
+    attention_positions,
+    key_distances,
+)
 
 
 def shift_right(tgt: torch.Tensor, bos_id: int = BOS) -> torch.Tensor:
@@ -260,7 +266,7 @@ class SelfAttention(MultiHeadAttention):
         if bias is not None:
             bias = bias.to(q.dtype).unsqueeze(0)  # (1, H, T, S), causal order folded in
             if mask is not None:
-                itself = torch.arange(offset, offset + T, device=q.device)[:, None] == torch.arange(S, device=q.device)
+                itself = key_distances(T, S, offset, q.device) == 0  # (T, S) each query's own key
                 bias = bias.masked_fill(~(mask | itself), float("-inf"))
             mask, is_causal = bias, False
         return self.attend(q, k, v, mask, is_causal)
