@@ -3,6 +3,8 @@ counts epochs as checkpoint names do; every figure with a band says what the ban
 
 from pathlib import Path
 
+import pytest
+
 from nlparena.compare import plots
 from nlparena.compare.config import Record, Run, Trial
 from nlparena.compare.groups import Group
@@ -76,3 +78,24 @@ def test_the_curve_counts_epochs_as_checkpoint_names_do(monkeypatch):
     ax = fig.axes[0]
     assert list(ax.lines[0].get_xdata()) == [0, 1]  # the first epoch's validation at 0, as its checkpoint counts it
     assert "checkpoint" in ax.get_xlabel() and "best-epoch000" in ax.get_xlabel()  # `best-epoch{epoch:03d}-...`
+
+
+def test_a_seed_that_stopped_at_the_target_stays_in_the_mean_at_its_last_value(monkeypatch):
+    # seed 0 reaches the target after epoch 1 and stops; seed 1 trains on to epoch 3 (validation at step 10e + 9)
+    curves = [[0.6, 0.99], [0.2, 0.5, 0.8, 0.99]]
+    events = [
+        RunEvents(
+            scalars={
+                "epoch": [(10 * e + 9, float(e)) for e in range(len(curve))],
+                "val/exact_match": [(10 * e + 9, value) for e, value in enumerate(curve)],
+            }
+        )
+        for curve in curves
+    ]
+    records = [Record(Trial(Run("a"), seed), "finished") for seed in (0, 1)]
+    group = Group("a", "", records, events, [{"seed": seed} for seed in (0, 1)])
+    (fig,) = drawn(monkeypatch, lambda: plots.curve_figure({"a": group}, "val/exact_match", 0.99, set(), Path("c.png")))
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [0, 1, 2, 3]  # not cut at the first seed's stop
+    assert list(line.get_ydata()) == pytest.approx([0.4, 0.745, 0.895, 0.99])  # seed 0 counted at 0.99 after it
+    assert "held at its last value" in fig.axes[0].get_title()

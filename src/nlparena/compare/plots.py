@@ -33,6 +33,15 @@ def _mean_and_band(series: list[list[tuple[Any, float]]]) -> tuple[list[Any], li
     return xs, [mean_of(v) for v in values], [min(v) for v in values], [max(v) for v in values]
 
 
+def held(series: list[list[tuple[Any, float]]]) -> tuple[list[list[tuple[Any, float]]], bool]:
+    """Each series carried on to the longest one's last x at its own last value, and whether any was: a finished seed
+    that stopped early (at the comparison's target) stays in the mean where the others go on, instead of the mean
+    ending at the first seed's stop."""
+    xs = sorted({x for s in series for x, _ in s})
+    out = [s + [(x, s[-1][1]) for x in xs if x > s[-1][0]] if s else s for s in series]
+    return out, any(len(a) != len(b) for a, b in zip(out, series, strict=True))
+
+
 EPOCH_AXIS = "epoch (0 is the first, as in checkpoint names: best-epoch000-…)"
 BAND = "band: lowest to highest seed"
 
@@ -53,14 +62,18 @@ def curve_figure(
 ) -> Path | None:
     """The validation headline metric against the epoch (the step where a run validates more than once an epoch):
     per run the mean over its seeds, with a band from the lowest to the highest seed (a failed trial's curve up to
-    its crash is left out of the mean). Epochs, so that runs with other batch sizes line up at equal data seen."""
+    its crash is left out of the mean; a finished seed that stopped early is held at its last value). Epochs, so that
+    runs with other batch sizes line up at equal data seen."""
     from matplotlib.figure import Figure
 
     drawn: dict[str, list[list[tuple[int, float]]]] = {}
     epochs: dict[str, list[list[tuple[int, float]] | None]] = {}
+    finished: set[str] = set()  # runs drawn from finished trials, whose early stops are held
     for run, group in selected.items():
         trials = [i for i in group.finished() if group.events[i].scalars.get(metric)]
-        if not trials:
+        if trials:
+            finished.add(run)
+        else:
             trials = [i for i, e in enumerate(group.events) if e.scalars.get(metric)]
         if trials:
             scalars = [group.events[i].scalars for i in trials]
@@ -73,7 +86,11 @@ def curve_figure(
         drawn = {run: [points for points in series if points is not None] for run, series in epochs.items()}
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
+    any_held = False
     for run, series in drawn.items():
+        if run in finished:
+            series, extended = held(series)
+            any_held |= extended
         xs, mean, low, high = _mean_and_band(series)
         label = f"{run} (failed)" if run in failed else run
         label += f" (mean of {len(series)} seeds)" if len(series) > 1 else ""
@@ -85,7 +102,8 @@ def curve_figure(
     ax.set_xlabel(EPOCH_AXIS if by_epoch else "step")
     ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs (and steps)
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} during training (mean over seeds; {BAND})", fontsize=10)
+    stopped = ";\na seed that stopped early is held at its last value" if any_held else ""
+    ax.set_title(f"{metric} during training (mean over seeds; {BAND}{stopped})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

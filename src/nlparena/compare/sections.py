@@ -307,7 +307,8 @@ def caption(figure: Path) -> str:
     if figure.stem.endswith("_curve"):
         return f"The test headline metric at each value of the curve's key: {BAND}."
     first = "0 is the first, as in checkpoint names `best-epoch000-…`"
-    return f"The validation headline metric after each epoch ({first}): {BAND}."
+    held = "a seed that stopped early (at the target) is held at its last value"
+    return f"The validation headline metric after each epoch ({first}): {BAND}; {held}."
 
 
 def figure_links(figures: list[Path]) -> list[str]:
