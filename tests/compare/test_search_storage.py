@@ -251,6 +251,35 @@ def test_a_lost_trial_that_another_compare_process_failed_first_is_not_an_error(
     assert [trial.state for trial in theirs.study.get_trials()] == [TrialState.FAIL]
 
 
+def test_a_version_table_that_another_compare_process_made_a_moment_ago_is_opened_again(monkeypatch):
+    # the other process committed `alembic_version` between our check for it and our CREATE TABLE
+    taken = sqlalchemy.exc.ProgrammingError(
+        "CREATE TABLE alembic_version", {}, Exception('relation "alembic_version" already exists')
+    )
+    opened: list[str] = []
+
+    def rdb_storage(url: str, **kwargs: Any) -> str:
+        opened.append(url)
+        if len(opened) == 1:
+            raise taken
+        return "storage"
+
+    monkeypatch.setattr(search.optuna.storages, "RDBStorage", rdb_storage)
+    monkeypatch.setattr(search, "OPEN_PAUSE", 0.0)
+    assert open_storage("postgresql://db") == "storage" and len(opened) == 2
+
+
+def test_a_storage_that_still_fails_on_the_last_attempt_is_one_line_naming_it(monkeypatch):
+    def rdb_storage(url: str, **kwargs: Any) -> None:
+        raise sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied for schema public"))
+
+    monkeypatch.setattr(search.optuna.storages, "RDBStorage", rdb_storage)
+    monkeypatch.setattr(search, "OPEN_PAUSE", 0.0)
+    with pytest.raises(ConfigError, match=r"--storage postgresql://u:\*\*\*@db/x: .*permission denied") as err:
+        open_storage("postgresql://u:secret@db/x")
+    assert "secret" not in str(err.value) and "\n" not in str(err.value)
+
+
 # -- real servers and processes --------------------------------------------------------------------------------------
 
 

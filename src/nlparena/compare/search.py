@@ -37,6 +37,7 @@ STALE_SECONDS = 600.0  # a running trial whose compare process gave no sign of l
 ALIVE_SECONDS = 30.0  # how often a compare process marks its running trials alive
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts
 OPEN_ATTEMPTS = 3  # opening a new database that other compare processes are setting up at the same moment
+OPEN_PAUSE = 0.2  # seconds before the second attempt (twice that before the third)
 HOST = socket.gethostname()
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial: the compare process prints its own
@@ -98,13 +99,15 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    for _ in range(OPEN_ATTEMPTS - 1):
+    for attempt in range(OPEN_ATTEMPTS - 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-        except sqlalchemy.exc.IntegrityError:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # compare processes started together on a new database: PostgreSQL refuses the second of two concurrent
-            # CREATE TABLEs (and Optuna's version row) of the same name; opening it again finds the first's
-            continue
+            # CREATE TABLEs of the same name (IntegrityError while the first's is uncommitted, ProgrammingError
+            # "already exists" once it is: Optuna's tables, its version row, Alembic's `alembic_version`); opening it
+            # again, once the first has finished, finds the first's
+            time.sleep(OPEN_PAUSE * (attempt + 1))
     return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
 
 
