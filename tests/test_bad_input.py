@@ -436,6 +436,13 @@ CASES: dict[str, tuple[list[str], str]] = {
         "--model.init_args.transformer.d_model?",
     ),
     "typo-data-key": (["fit", *FIT, "--data.batch_sise=3"], "--data.batch_sise: no such key of Copy; did you mean"),
+    # -- a class's key given before the class: where it belongs, not "did you mean" the same key -----------------------
+    "model-key-before-model": (
+        ["fit", "--model.label_smoothing=0.1", *FIT],
+        "--model.label_smoothing: no such key of ArenaModel; it is a key of BertClassifier, DecoderOnly, "
+        "DecoderOnlyClassifier, RNNClassifier, Seq2Seq, Seq2SeqAttention, Transformer (give --model=NAME before it)",
+    ),
+    "data-key-before-data": (["fit", "--data.batch_size=3", *FIT], "it is a key of Copy, LanguagePair, Pretraining,"),
     "typo-optimizer-key": (["fit", *FIT, "--optimizer.init_args.lrr=3"], "did you mean --optimizer.init_args.lr?"),
     "typo-trainer-key": (["fit", *FIT, "--trainer.max_epochz=2"], "did you mean --trainer.max_epochs?"),
     "typo-top-level-key": (["fit", *FIT, "--lr_scheduler_intervall=step"], "did you mean --lr_scheduler_interval?"),

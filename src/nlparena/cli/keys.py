@@ -103,6 +103,10 @@ class UnknownKey(NamedKeyError):
         dash = "--" if self.dashes else ""
         owner = self.owner if self.prefix else None
         line = f"{dash}{self.key}: no such key" + (f" of {owner}" if owner else "")
+        if self.close == self.key and self.elsewhere:  # a key of other classes: given before its class, or not its
+            group = self.key.split(".")[0]
+            choose = f"give --{group}=NAME before it" if self.dashes else "give `class_path`, the key under `init_args`"
+            return f"{line}; it is a key of {', '.join(self.elsewhere)} ({choose})"
         if self.close is not None:
             where = f" (a key of {', '.join(self.elsewhere)})" if self.elsewhere else ""
             return f"{line}; did you mean {dash}{self.close}{where}?"
